@@ -1,0 +1,29 @@
+# Each target creates .venv and installs fedrec on first use (torch 2.13.0 CPU first, so no CUDA build is pulled).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: test test-slow simulate bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/pytest -q -m "not slow"
+
+test-slow: $(STAMP)
+	$(BIN)/pytest -q -m slow
+
+simulate: $(STAMP)
+	$(BIN)/fedrec train --dataset synthetic --model mf --out runs/synthetic-mf
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/centralised.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,104 @@
+"""The `fedrec` command. User errors print one line (`fedrec: error: ...`) and exit 2, without a traceback."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from fedrec.configs import model_names, parse_value, resolve
+from fedrec.errors import ConfigError, FedrecError
+
+SUMMARY_KEYS = ("recall@20", "ndcg@20", "hr@20", "mrr@20")
+
+
+def _key_values(pairs: Sequence[str], flag: str) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"{flag} expects key=value, got {pair!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _columns(text: str | None) -> dict[str, str] | None:
+    return None if text is None else _key_values(text.split(","), "--columns")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from fedrec.data.registry import load_dataset
+    from fedrec.train.trainer import fit, save_run
+
+    overrides = {k: parse_value(v) for k, v in _key_values(args.set, "--set").items()}
+    if args.epochs is not None:
+        overrides["epochs"] = args.epochs
+    started = time.perf_counter()
+    split = load_dataset(args.dataset, seed=args.seed, columns=_columns(args.columns), min_rating=args.min_rating)
+    config = resolve(args.model, split.name, args.config, overrides)
+    print(f"{split.name}: {split.n_users} users, {split.n_items} items, {split.n_train} training interactions "
+          f"({split.description}); loaded in {time.perf_counter() - started:.1f}s", file=sys.stderr)
+    result = fit(split, args.model, config, seed=args.seed, log=lambda m: print(m, file=sys.stderr))
+    out = Path(args.out)
+    save_run(result, out)
+    test = result.summary["metrics"]["test"]
+    print("test " + "  ".join(f"{k} {test[k]:.4f}" for k in SUMMARY_KEYS if k in test))
+    print(f"best epoch {result.summary['best_epoch']}; run directory: {out}")
+    return 0
+
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    from fedrec.data.registry import known_datasets, load_dataset
+
+    header = f"{'name':<12} {'kind':<8} {'users':>8} {'items':>8} {'train':>10} {'valid':>8} {'test':>8}  location"
+    print(header)
+    for info in known_datasets():
+        if not info.available:
+            print(f"{info.name:<12} {'-':<8} {'':>8} {'':>8} {'':>10} {'':>8} {'':>8}  {info.location} (absent)")
+            continue
+        s = load_dataset(info.name).stats() if args.stats else {}
+        cells = [s.get(k, "") for k in ("kind", "users", "items", "train_interactions", "valid_examples",
+                                        "test_examples")]
+        print(f"{info.name:<12} {cells[0]:<8} {cells[1]:>8} {cells[2]:>8} {cells[3]:>10} {cells[4]:>8} {cells[5]:>8}"
+              f"  {info.location}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fedrec", description="Federated on-device recommendation simulator.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train a model centrally with validation early stopping")
+    train.add_argument("--dataset", required=True, help="a known dataset name (see `fedrec datasets`) or a path")
+    train.add_argument("--model", required=True, choices=model_names())
+    train.add_argument("--out", required=True, help="run directory (summary.json, epochs.parquet, artifact)")
+    train.add_argument("--epochs", type=int, help="maximum epochs (overrides the model config)")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--config", type=Path, help="TOML file of config keys (overrides model defaults)")
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one config key")
+    train.add_argument("--columns", help="CSV column mapping, e.g. user=uid,item=iid,timestamp=ts")
+    train.add_argument("--min-rating", type=float, help="keep only ratings >= this value as interactions")
+    train.set_defaults(run=cmd_train)
+
+    datasets = sub.add_parser("datasets", help="list built-in and known datasets with their statistics")
+    datasets.add_argument("--no-stats", dest="stats", action="store_false", help="list without loading")
+    datasets.set_defaults(run=cmd_datasets)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except FedrecError as err:
+        print(f"fedrec: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("fedrec: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""Defaults as data: one TOML file per model, with optional per-dataset sections.
+
+Resolution order, later wins: the model file's top-level keys, its `[dataset.NAME]` table, a user config file,
+then explicit overrides (`--set key=value`, `--epochs`, `--seed`). Unknown keys are errors that list the valid ones.
+"""
+from __future__ import annotations
+
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from fedrec.errors import ConfigError
+
+Config = dict[str, Any]
+
+
+def model_names() -> list[str]:
+    return sorted(p.name.removesuffix(".toml") for p in resources.files(__name__).iterdir()
+                  if p.name.endswith(".toml"))
+
+
+def _model_file(model: str) -> dict[str, Any]:
+    if model not in model_names():
+        raise ConfigError(f"unknown model {model!r}; expected one of {model_names()}")
+    return tomllib.loads(resources.files(__name__).joinpath(f"{model}.toml").read_text())
+
+
+def parse_value(text: str) -> Any:
+    """A `--set` value as TOML (numbers, booleans, quoted strings); bare words stay strings."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _merge(config: Config, updates: dict[str, Any], source: str) -> None:
+    unknown = sorted(set(updates) - set(config))
+    if unknown:
+        raise ConfigError(f"{source}: unknown key(s) {unknown}; valid keys: {sorted(config)}")
+    for key, value in updates.items():
+        expected = type(config[key])
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, expected):
+            raise ConfigError(f"{source}: {key} = {value!r} should be {expected.__name__}")
+        config[key] = value
+
+
+def resolve(model: str, dataset: str, config_file: Path | None = None,
+            overrides: dict[str, Any] | None = None) -> Config:
+    """The effective configuration of `model` on `dataset`."""
+    raw = _model_file(model)
+    per_dataset = raw.pop("dataset", {})
+    config: Config = dict(raw)
+    _merge(config, per_dataset.get(dataset, {}), f"{model}.toml [dataset.{dataset}]")
+    if config_file is not None:
+        try:
+            user = tomllib.loads(Path(config_file).read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file {config_file} not found") from None
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"{config_file}: invalid TOML ({err})") from None
+        _merge(config, user, str(config_file))
+    _merge(config, overrides or {}, "--set")
+    return config

@@ -1,0 +1,33 @@
+"""Item representations behind one interface; `build` and `load` pick the method by name."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fedrec.embeddings import artifact
+from fedrec.embeddings.base import EmbeddingSpec, ItemEmbedding
+from fedrec.embeddings.full import FullEmbedding
+from fedrec.errors import ConfigError
+
+METHODS: dict[str, type[ItemEmbedding]] = {FullEmbedding.method: FullEmbedding}
+
+
+def method_class(name: str) -> type[ItemEmbedding]:
+    if name not in METHODS:
+        raise ConfigError(f"unknown embedding method {name!r}; expected one of {sorted(METHODS)}")
+    return METHODS[name]
+
+
+def build(spec: EmbeddingSpec, **init: Any) -> ItemEmbedding:
+    return method_class(spec.method)(spec, **init)
+
+
+def load(path: str | Path) -> ItemEmbedding:
+    """Rebuild a representation from its exported artifact."""
+    spec_dict, tensors, _ = artifact.read(Path(path))
+    module = build(EmbeddingSpec(**spec_dict))
+    module.load_state_dict(tensors)
+    return module
+
+
+__all__ = ["EmbeddingSpec", "ItemEmbedding", "FullEmbedding", "METHODS", "build", "load", "method_class"]

@@ -1,0 +1,76 @@
+"""The item-representation interface every method implements (DESIGN §3).
+
+Backbones only ever call `lookup` and `score_all`, so a compressed method plugs in without touching them.
+`memory_bytes` counts exactly what a device stores, and `export` writes exactly that many payload bytes.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from fedrec.embeddings import artifact
+
+
+@dataclass(frozen=True)
+class EmbeddingSpec:
+    """A method and its size parameters: enough to rebuild an empty representation of the same shape."""
+
+    method: str
+    n_items: int
+    dim: int
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class ItemEmbedding(nn.Module, ABC):
+    """Item representation of `n_items` rows of width `dim`."""
+
+    method: ClassVar[str]
+
+    def __init__(self, spec: EmbeddingSpec):
+        super().__init__()
+        self.spec = spec
+
+    @property
+    def n_items(self) -> int:
+        return self.spec.n_items
+
+    @property
+    def dim(self) -> int:
+        return self.spec.dim
+
+    @abstractmethod
+    def lookup(self, ids: torch.Tensor) -> torch.Tensor:
+        """Embeddings of `ids` (any shape) -> [..., dim]."""
+
+    @abstractmethod
+    def score_all(self, query: torch.Tensor) -> torch.Tensor:
+        """Scores of every item for each query row: [B, dim] -> [B, n_items], by the fastest exact route."""
+
+    @abstractmethod
+    def payload(self) -> dict[str, torch.Tensor]:
+        """The tensors a device stores, by name, in the dtype they are stored in."""
+
+    @classmethod
+    @abstractmethod
+    def for_budget(cls, budget_bytes: int, n_items: int, max_dim: int, **options: Any) -> EmbeddingSpec:
+        """The largest configuration of this method within `budget_bytes`; raises BudgetError if none fits."""
+
+    def shared_tensors(self) -> dict[str, torch.Tensor]:
+        """Tensors the server aggregates across devices (by default everything the device stores)."""
+        return dict(self.named_parameters())
+
+    def memory_bytes(self) -> int:
+        """Exact bytes stored on the device: the sum of the payload tensors' sizes."""
+        return sum(t.numel() * t.element_size() for t in self.payload().values())
+
+    def export(self, path: str | Path) -> Path:
+        """Write the compact on-device artifact (header + raw payload); its payload size equals memory_bytes()."""
+        return artifact.write(Path(path), self.spec.to_dict(), self.payload())

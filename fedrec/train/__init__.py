@@ -1,0 +1,1 @@
+"""Training loops: the centralised trainer (federated local loops and distillation come later)."""

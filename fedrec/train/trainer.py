@@ -1,0 +1,120 @@
+"""Centralised training with validation-based early stopping, and the run directory it writes.
+
+The model state with the best validation `select_metric` is kept and is the one evaluated on test, so test
+figures are never used for selection. Writes `summary.json`, `epochs.parquet` and `item_embedding.fedrec`.
+"""
+from __future__ import annotations
+
+import copy
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from fedrec.configs import Config
+from fedrec.data.dataset import EvalSet, Split
+from fedrec.metrics import evaluate
+from fedrec.models import Recommender, build_model
+from fedrec.results import write_json, write_parquet
+
+
+@dataclass
+class TrainResult:
+    model: Recommender
+    summary: dict[str, Any]
+    epochs: list[dict[str, Any]] = field(default_factory=list)
+
+
+def seed_everything(seed: int) -> np.random.Generator:
+    torch.manual_seed(seed)
+    return np.random.default_rng(seed)
+
+
+def _evaluate(model: Recommender, data: EvalSet, config: Config) -> dict[str, float]:
+    model.eval()
+    return evaluate(model.score, data, batch_size=config["eval_batch_size"])
+
+
+def _train_epoch(model: Recommender, optimizer: torch.optim.Optimizer, split: Split, config: Config,
+                 rng: np.random.Generator, label: str) -> float:
+    model.train()
+    losses = []
+    batches = model.batches(split, config["batch_size"], rng)
+    for batch in tqdm(batches, total=model.n_batches(split, config["batch_size"]), desc=label, leave=False,
+                      disable=None, mininterval=1.0):
+        optimizer.zero_grad(set_to_none=True)
+        loss = model.loss(batch)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return float(np.mean(losses)) if losses else float("nan")
+
+
+def fit(split: Split, model_name: str, config: Config, seed: int = 0, log=print) -> TrainResult:
+    """Train `model_name` on `split`, early-stopped on validation; returns the best model and its summary."""
+    rng = seed_everything(seed)
+    model = build_model(model_name, split, config)
+    rows: list[dict[str, Any]] = []
+    best = {"epoch": 0, "score": -np.inf, "state": copy.deepcopy(model.state_dict()), "valid": {}}
+    if model.trainable and config["epochs"] > 0:
+        optimizer = torch.optim.Adam(model.parameters(), lr=config["lr"], weight_decay=config.get("weight_decay", 0.0))
+        stale = 0
+        for epoch in range(1, config["epochs"] + 1):
+            start = time.perf_counter()
+            loss = _train_epoch(model, optimizer, split, config, rng, f"epoch {epoch}")
+            row: dict[str, Any] = {"epoch": epoch, "loss": loss, "train_seconds": time.perf_counter() - start}
+            if epoch % config["eval_every"] == 0 or epoch == config["epochs"]:
+                row.update({f"valid_{k}": v for k, v in _evaluate(model, split.valid, config).items()})
+                if config["track_test"]:
+                    row.update({f"test_{k}": v for k, v in _evaluate(model, split.test, config).items()})
+                score = row[f"valid_{config['select_metric']}"]
+                if score > best["score"]:
+                    best = {"epoch": epoch, "score": score, "state": copy.deepcopy(model.state_dict()),
+                            "valid": {k.removeprefix("valid_"): v for k, v in row.items() if k.startswith("valid_")}}
+                    stale = 0
+                else:
+                    stale += 1
+                log(f"epoch {epoch}: loss {loss:.4f}, valid {config['select_metric']} {score:.4f} "
+                    f"(best {best['score']:.4f} @ {best['epoch']}), {row['train_seconds']:.1f}s")
+            rows.append(row)
+            if stale >= config["patience"]:
+                log(f"early stop: no validation improvement in {stale} evaluations")
+                break
+    model.load_state_dict(best["state"])
+    valid = best["valid"] or _evaluate(model, split.valid, config)
+    test = _evaluate(model, split.test, config)
+    summary = {
+        "metrics": {"valid": valid, "test": test},
+        "best_epoch": best["epoch"],
+        "epochs_run": len(rows),
+        "seconds_per_epoch": statistics.median(r["train_seconds"] for r in rows) if rows else 0.0,
+        "model": model_name,
+        "seed": seed,
+        "config": config,
+        "dataset": split.stats() | {"split": split.description},
+        "item_embedding": {**model.items.spec.to_dict(), "bytes": model.items.memory_bytes()},
+    }
+    if config["track_test"] and rows:
+        summary["metrics"]["test_best_epoch"] = _best_per_metric(rows)
+    return TrainResult(model=model, summary=summary, epochs=rows)
+
+
+def _best_per_metric(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Each test metric's best value over epochs (the session papers' protocol; reported, never used to select)."""
+    names = {k for r in rows for k in r if k.startswith("test_")}
+    return {n.removeprefix("test_"): max(r[n] for r in rows if n in r) for n in sorted(names)}
+
+
+def save_run(result: TrainResult, out_dir: Path) -> None:
+    """Write the run directory; each file appears whole or not at all."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_parquet(pd.DataFrame(result.epochs, columns=None if result.epochs else ["epoch"]),
+                  out_dir / "epochs.parquet")
+    result.model.items.export(out_dir / "item_embedding.fedrec")
+    write_json(result.summary, out_dir / "summary.json")
