@@ -7,7 +7,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from fedrec.configs import model_names, parse_value, resolve
+from fedrec.configs import model_names, parse_value, require_model, resolve
 from fedrec.errors import ConfigError, FedrecError
 
 SUMMARY_KEYS = ("recall@20", "ndcg@20", "hr@20", "mrr@20")
@@ -31,6 +31,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from fedrec.data.registry import load_dataset
     from fedrec.train.trainer import fit, save_run
 
+    require_model(args.model)
     overrides = {k: parse_value(v) for k, v in _key_values(args.set, "--set").items()}
     if args.epochs is not None:
         overrides["epochs"] = args.epochs
@@ -71,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="train a model centrally with validation early stopping")
     train.add_argument("--dataset", required=True, help="a known dataset name (see `fedrec datasets`) or a path")
-    train.add_argument("--model", required=True, choices=model_names())
+    train.add_argument("--model", required=True, help=f"one of {', '.join(model_names())}")
     train.add_argument("--out", required=True, help="run directory (summary.json, epochs.parquet, artifact)")
     train.add_argument("--epochs", type=int, help="maximum epochs (overrides the model config)")
     train.add_argument("--seed", type=int, default=0)

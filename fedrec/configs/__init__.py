@@ -20,9 +20,14 @@ def model_names() -> list[str]:
                   if p.name.endswith(".toml"))
 
 
-def _model_file(model: str) -> dict[str, Any]:
+def require_model(model: str) -> str:
     if model not in model_names():
         raise ConfigError(f"unknown model {model!r}; expected one of {model_names()}")
+    return model
+
+
+def _model_file(model: str) -> dict[str, Any]:
+    require_model(model)
     return tomllib.loads(resources.files(__name__).joinpath(f"{model}.toml").read_text())
 
 

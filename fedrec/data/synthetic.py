@@ -17,7 +17,7 @@ DAY = 86_400
 
 
 def generate(n_users: int = 200, n_items: int = 500, mean_interactions: float = 30, dim: int = 8, seed: int = 0, *,
-             zipf_exponent: float = 1.0, popularity_weight: float = 1.0, temperature: float = 0.5,
+             zipf_exponent: float = 1.0, popularity_weight: float = 0.8, temperature: float = 0.2,
              mean_session_length: float = 5.0, drift: float = 0.15, new_item_fraction: float = 0.5,
              days: int = 365) -> InteractionLog:
     """A deterministic (by `seed`) log with integer timestamps in seconds; raw ids are `0..n-1`.

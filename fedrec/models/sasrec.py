@@ -119,15 +119,19 @@ class SASRec(Recommender):
             nn.init.uniform_(p, -init_range, init_range)
         self._pairs: PrefixPairs | None = None
 
-    def encode(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Session representation [B, d] from right-padded ids [B, L] and their mask."""
+    def hidden_states(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Per-position outputs [B, L, d] of right-padded ids [B, L]; position i sees only items 0..i."""
         length = ids.shape[1]
         x = self.items.lookup(ids) + self.positions.weight[:length]
         x = self.dropout(self.input_norm(x)) * mask.unsqueeze(-1)
         causal = torch.triu(torch.ones(length, length, dtype=torch.bool), diagonal=1)
         for block in self.blocks:
             x = block(x, causal, ~mask)
-        return self.readout(x, mask)
+        return x
+
+    def encode(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Session representation [B, d]: the soft-attention readout over the real positions."""
+        return self.readout(self.hidden_states(ids, mask), mask)
 
     def _training_pairs(self, split: Split) -> PrefixPairs:
         if self._pairs is None:

@@ -1,0 +1,77 @@
+import json
+import pickle
+import subprocess
+import sys
+
+import pytest
+
+from fedrec.cli import main
+
+
+def error_line(capsys, argv):
+    """Run the CLI; assert a user error: exit 2 and exactly one line on stderr, no traceback."""
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("fedrec: error: "), err
+    return err[0]
+
+
+def train_args(dataset, tmp_path, *extra):
+    return ["train", "--dataset", str(dataset), "--model", "mf", "--out", str(tmp_path / "run"), *extra]
+
+
+def test_train_on_the_builtin_dataset_writes_a_run(tmp_path, capsys):
+    assert main(train_args("synthetic", tmp_path, "--epochs", "3", "--seed", "1")) == 0
+    out = capsys.readouterr().out
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert f"recall@20 {summary['metrics']['test']['recall@20']:.4f}" in out
+    assert summary["seed"] == 1 and summary["epochs_run"] == 3
+
+
+def test_missing_path(capsys, tmp_path):
+    line = error_line(capsys, train_args(tmp_path / "nowhere", tmp_path))
+    assert "nowhere" in line and "not a known name" in line
+
+
+def test_unknown_dataset_name_lists_known_ones(capsys, tmp_path):
+    line = error_line(capsys, train_args("movielens-1b", tmp_path))
+    assert "synthetic" in line and "gowalla" in line
+
+
+def test_malformed_line_names_file_and_line(capsys, tmp_path):
+    folder = tmp_path / "ml"
+    folder.mkdir()
+    (folder / "u.data").write_text("1\t1\t5\t100\n1\t2\t4\t101\nbroken line\n")
+    line = error_line(capsys, train_args(folder, tmp_path))
+    assert "u.data line 3" in line
+
+
+def test_pickle_naming_a_global_is_refused(capsys, tmp_path):
+    folder = tmp_path / "sessions"
+    folder.mkdir()
+    (folder / "all_train_seq.txt").write_bytes(pickle.dumps([[1, 2], [2, 3]], protocol=3))
+    (folder / "test.txt").write_bytes(pickle.dumps(([[1]], [subprocess.getoutput]), protocol=3))
+    line = error_line(capsys, train_args(folder, tmp_path))
+    assert "test.txt" in line and "subprocess.getoutput" in line
+
+
+def test_unknown_model_and_unknown_key(capsys, tmp_path):
+    line = error_line(capsys, ["train", "--dataset", "synthetic", "--model", "ncf", "--out", str(tmp_path)])
+    assert "'ncf'" in line and "sasrec" in line
+    line = error_line(capsys, train_args("synthetic", tmp_path, "--set", "learning_rate=0.1"))
+    assert "learning_rate" in line and "valid keys" in line and "lr" in line
+    line = error_line(capsys, train_args("synthetic", tmp_path, "--set", "lr=fast"))
+    assert "lr = 'fast' should be float" in line
+
+
+def test_datasets_lists_the_builtin_dataset(capsys):
+    assert main(["datasets", "--no-stats"]) == 0
+    out = capsys.readouterr().out
+    assert "synthetic" in out and "built-in" in out and "tmall" in out
+
+
+@pytest.mark.parametrize("argv", [["train", "--dataset", "nope", "--model", "mf", "--out", "x"]])
+def test_console_entry_point_prints_no_traceback(argv):
+    proc = subprocess.run([sys.executable, "-m", "fedrec.cli", *argv], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and proc.stderr.startswith("fedrec: error:")
