@@ -59,24 +59,19 @@ def leave_last_out(log: InteractionLog, name: str, min_history: int = 3) -> Spli
             sequences.append(seq[:-2])
         else:
             sequences.append(seq)
-    valid = EvalSet(
-        users=np.array([u for u, _, _ in valid_rows], dtype=np.int64),
-        histories=[h for _, h, _ in valid_rows],
-        targets=[np.array([t]) for _, _, t in valid_rows],
-        exclude=[h for _, h, _ in valid_rows],
-    )
-    test = EvalSet(
-        users=np.array([u for u, _, _ in test_rows], dtype=np.int64),
-        histories=[h for _, h, _ in test_rows],
-        targets=[np.array([t]) for _, _, t in test_rows],
-        exclude=[h for _, h, _ in test_rows],
-    )
     return Split(
         name=name, kind="cf", n_users=int(users.max()) + 1, n_items=len(item_ids),
         train_users=users[in_train], train_items=items[in_train], train_sequences=sequences,
-        valid=valid, test=test, item_ids=item_ids,
+        valid=_next_item_evalset(valid_rows), test=_next_item_evalset(test_rows), item_ids=item_ids,
         description="leave-last-out per user by time (valid = second last, test = last)",
     )
+
+
+def _next_item_evalset(rows: list[tuple[int, np.ndarray, int]]) -> EvalSet:
+    """(user, history, target) rows; the history is also excluded from the ranking (CF protocol)."""
+    histories = [h for _, h, _ in rows]
+    return EvalSet(users=np.array([u for u, _, _ in rows], dtype=np.int64), histories=histories,
+                   targets=[np.array([t]) for _, _, t in rows], exclude=histories)
 
 
 def _per_user_lists(users: np.ndarray, items: np.ndarray, n_users: int) -> list[np.ndarray]:
