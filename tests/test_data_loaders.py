@@ -365,3 +365,11 @@ def test_real_registry_names(monkeypatch: pytest.MonkeyPatch) -> None:
     assert all(d.available for d in known_datasets())
     split = load_dataset("ml-100k")
     assert (split.n_users, split.n_items, len(split.test)) == (943, 1_682, 943)
+
+
+def test_session_refit_split_adds_the_validation_sessions() -> None:
+    sessions = [[1, 2, 3], [2, 3], [3, 1, 2], [1, 3]]
+    split = session_split(sessions, [[1]], [2], name="toy", valid_fraction=0.5)
+    full = split.with_validation_in_training()
+    assert [s.tolist() for s in full.train_sequences] == [[0, 1, 2], [1, 2], [2, 0, 1], [0, 2]]
+    assert full.n_users == 4 and full.train_users.tolist() == [0, 0, 0, 1, 1, 2, 2, 2, 3, 3]

@@ -69,3 +69,20 @@ def test_sasrec_trains_on_per_user_histories(synthetic):
     assert losses[1] < losses[0]
     assert result.summary["metrics"]["test"]["hr@20"] > 0.1
     assert set(result.summary["metrics"]["test_best_epoch"]) == set(result.summary["metrics"]["test"])
+
+
+def test_validation_joins_training_on_refit(synthetic):
+    full = synthetic.with_validation_in_training()
+    assert full.n_train == synthetic.n_train + len(synthetic.valid)
+    user = int(synthetic.valid.users[0])
+    assert full.train_sequences[user][-1] == synthetic.valid.targets[0][0]
+    assert full.test is synthetic.test
+
+
+def test_refit_retrains_for_the_selected_epochs_and_reports_both(synthetic):
+    config = resolve("mf", "synthetic", overrides={"epochs": 8, "refit": True})
+    result = fit(synthetic, "mf", config, seed=1, log=quiet)
+    metrics = result.summary["metrics"]
+    assert result.summary["refit_epochs"] == result.summary["best_epoch"] >= 1
+    assert metrics["test"] != metrics["test_before_refit"]
+    assert result.model.users.weight.shape[0] == synthetic.n_users

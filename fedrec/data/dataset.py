@@ -6,7 +6,7 @@ the original ids are kept so that results can be mapped back.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -78,6 +78,7 @@ class Split:
     test: EvalSet
     item_ids: np.ndarray = field(default_factory=lambda: np.empty(0))  # raw id of each dense item
     description: str = ""
+    valid_sessions: list[np.ndarray] = field(default_factory=list)  # session data: the sessions validation came from
 
     @property
     def n_train(self) -> int:
@@ -86,6 +87,23 @@ class Split:
     def item_popularity(self) -> np.ndarray:
         """Training interaction count per item."""
         return np.bincount(self.train_items, minlength=self.n_items)
+
+    def with_validation_in_training(self) -> Split:
+        """The split to refit on once hyperparameters are chosen: validation data joins training, test is unchanged.
+
+        CF: each user's validation items are appended to their sequence (they follow it in time for leave-last-out);
+        sessions: the validation sessions become further training sessions.
+        """
+        if self.kind == "session":
+            sequences = list(self.train_sequences) + list(self.valid_sessions)
+        else:
+            sequences = list(self.train_sequences)
+            for user, targets in zip(self.valid.users, self.valid.targets):
+                sequences[user] = np.concatenate([sequences[user], targets])
+        lengths = [len(s) for s in sequences]
+        return replace(self, n_users=max(self.n_users, len(sequences)), train_sequences=sequences,
+                       train_users=np.repeat(np.arange(len(sequences)), lengths),
+                       train_items=np.concatenate(sequences), valid_sessions=[])
 
     def stats(self) -> dict[str, int | str]:
         return {

@@ -171,7 +171,7 @@ def session_split(train_sessions: Sequence[Sequence[int]], test_prefixes: Sequen
         train_users=np.repeat(np.arange(len(fit)), fit_lengths),
         train_items=np.concatenate(fit) if fit else np.empty(0, dtype=np.int64),
         train_sequences=list(fit),
-        valid=_pairs_evalset(*session_pairs(held)),
+        valid=_pairs_evalset(*session_pairs(held)), valid_sessions=list(held),
         test=_pairs_evalset(_unflatten(reindex(test_flat, item_ids)[0], test_lengths), reindex(targets, item_ids)[0]),
         item_ids=item_ids,
         description=f"dataset's own test pairs; validation = most recent {valid_fraction:.0%} of training sessions",

@@ -1,7 +1,8 @@
 """Centralised training with validation-based early stopping, and the run directory it writes.
 
 The model state with the best validation `select_metric` is kept and is the one evaluated on test, so test
-figures are never used for selection. Writes `summary.json`, `epochs.parquet` and `item_embedding.fedrec`.
+figures are never used for selection. With `refit = true` the selected epoch count is then used to retrain from
+scratch on training + validation data (the protocol of the CF papers), and that model is evaluated on test. Writes `summary.json`, `epochs.parquet` and `item_embedding.fedrec`.
 """
 from __future__ import annotations
 
@@ -56,6 +57,21 @@ def _train_epoch(model: Recommender, optimizer: torch.optim.Optimizer, split: Sp
     return float(np.mean(losses)) if losses else float("nan")
 
 
+def _optimizer(model: Recommender, config: Config) -> torch.optim.Optimizer:
+    return torch.optim.Adam(model.parameters(), lr=config["lr"], weight_decay=config.get("weight_decay", 0.0))
+
+
+def refit(split: Split, model_name: str, config: Config, epochs: int, seed: int = 0) -> Recommender:
+    """Train afresh on training + validation data for the selected number of epochs (no evaluation on the way)."""
+    full = split.with_validation_in_training()
+    rng = seed_everything(seed)
+    model = build_model(model_name, full, config)
+    optimizer = _optimizer(model, config)
+    for epoch in range(1, epochs + 1):
+        _train_epoch(model, optimizer, full, config, rng, f"refit {epoch}/{epochs}")
+    return model
+
+
 def fit(split: Split, model_name: str, config: Config, seed: int = 0, log=print) -> TrainResult:
     """Train `model_name` on `split`, early-stopped on validation; returns the best model and its summary."""
     rng = seed_everything(seed)
@@ -63,7 +79,7 @@ def fit(split: Split, model_name: str, config: Config, seed: int = 0, log=print)
     rows: list[dict[str, Any]] = []
     best = {"epoch": 0, "score": -np.inf, "state": copy.deepcopy(model.state_dict()), "valid": {}}
     if model.trainable and config["epochs"] > 0:
-        optimizer = torch.optim.Adam(model.parameters(), lr=config["lr"], weight_decay=config.get("weight_decay", 0.0))
+        optimizer = _optimizer(model, config)
         stale = 0
         for epoch in range(1, config["epochs"] + 1):
             start = time.perf_counter()
@@ -102,6 +118,12 @@ def fit(split: Split, model_name: str, config: Config, seed: int = 0, log=print)
     }
     if config["track_test"] and rows:
         summary["metrics"]["test_best_epoch"] = _best_per_metric(rows)
+    if config["refit"] and best["epoch"] > 0:
+        log(f"refit on training + validation data for {best['epoch']} epochs")
+        model = refit(split, model_name, config, best["epoch"], seed)
+        summary["metrics"]["test_before_refit"] = test
+        summary["metrics"]["test"] = _evaluate(model, split.test, config)
+        summary["refit_epochs"] = best["epoch"]
     return TrainResult(model=model, summary=summary, epochs=rows)
 
 
