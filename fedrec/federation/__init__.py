@@ -1,0 +1,1 @@
+"""Federation maths without Flower: device profiles and mixes, heterogeneous aggregation, communication ledger."""

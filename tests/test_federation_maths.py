@@ -1,0 +1,66 @@
+import numpy as np
+import pytest
+import torch
+
+from fedrec.errors import ConfigError
+from fedrec.federation.aggregation import ClientUpdate, aggregate
+from fedrec.federation.devices import DeviceMix, DeviceProfile
+from fedrec.federation.ledger import CommunicationLedger, tensor_bytes
+
+
+def test_full_holders_reduce_to_fedavg():
+    torch.manual_seed(0)
+    shared = {"items": torch.randn(6, 4), "bias": torch.randn(6)}
+    clients = [{k: v + torch.randn_like(v) for k, v in shared.items()} for _ in range(3)]
+    weights = [3.0, 1.0, 6.0]
+    updates = [ClientUpdate(w, {k: c[k] - shared[k] for k in shared}) for w, c in zip(weights, clients)]
+    new = aggregate(shared, updates)
+    for k in shared:
+        fedavg = sum(w * c[k] for w, c in zip(weights, clients)) / sum(weights)
+        assert torch.allclose(new[k], fedavg, atol=1e-6)
+
+
+def test_each_column_slice_is_averaged_over_its_holders_only():
+    shared = {"items": torch.zeros(2, 4)}
+    small = ClientUpdate(1.0, {"items": torch.full((2, 2), 2.0)})   # holds columns 0..1
+    large = ClientUpdate(3.0, {"items": torch.full((2, 4), 6.0)})   # holds all four
+    new = aggregate(shared, [small, large])["items"]
+    assert torch.allclose(new[:, :2], torch.full((2, 2), (1 * 2 + 3 * 6) / 4))
+    assert torch.allclose(new[:, 2:], torch.full((2, 2), 6.0))
+
+
+def test_row_updates_touch_only_their_rows_and_unheld_elements_keep_values():
+    shared = {"items": torch.arange(12.0).reshape(4, 3)}
+    update = ClientUpdate(2.0, {"items": torch.ones(2, 2)}, rows={"items": torch.tensor([1, 3])})
+    new = aggregate(shared, [update])["items"]
+    expected = shared["items"].clone()
+    expected[[1, 3], :2] += 1
+    assert torch.equal(new, expected)
+
+
+def test_mix_assigns_exact_proportions_deterministically():
+    mix = DeviceMix((DeviceProfile("low", 1000), DeviceProfile("mid", 2000), DeviceProfile("high", 4000)),
+                    (0.5, 0.3, 0.2))
+    tiers = mix.assign(203, seed=7)
+    assert np.bincount(tiers).tolist() == [101, 61, 41]  # quotas 101.5, 60.9, 40.6
+    assert np.array_equal(tiers, mix.assign(203, seed=7))
+    assert not np.array_equal(tiers, mix.assign(203, seed=8))
+
+
+def test_device_config_errors_name_the_key():
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['ram'\].*valid keys"):
+        DeviceMix.from_dict({"low": {"fraction": 1.0, "budget_bytes": 10, "ram": 3}}, "mix.toml")
+    with pytest.raises(ConfigError, match="failure_prob"):
+        DeviceProfile("x", 100, failure_prob=1.5)
+    with pytest.raises(ConfigError, match="sum to 1"):
+        DeviceMix((DeviceProfile("a", 1),), (0.5,))
+
+
+def test_ledger_times_and_totals():
+    slow = DeviceProfile("low", 100, speed=0.5, uplink_mbps=1.0, downlink_mbps=8.0)
+    ledger = CommunicationLedger()
+    ledger.record(1, 0, slow, bytes_down=1_000_000, bytes_up=125_000, compute_seconds=2.0)
+    ledger.record(1, 1, DeviceProfile("high", 100), bytes_down=0, bytes_up=0, compute_seconds=1.0)
+    assert ledger.round_seconds(1) == pytest.approx(2.0 / 0.5 + 1.0 + 1.0)
+    assert ledger.totals_by_tier()["low"] == {"bytes_down": 1_000_000, "bytes_up": 125_000}
+    assert tensor_bytes({"a": torch.zeros(3, 2), "b": torch.zeros(4, dtype=torch.int16)}) == 24 + 8
