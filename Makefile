@@ -20,7 +20,7 @@ test-slow: $(STAMP)
 	$(BIN)/pytest -q -m slow
 
 simulate: $(STAMP)
-	$(BIN)/fedrec train --dataset synthetic --model mf --out runs/synthetic-mf
+	$(BIN)/fedrec simulate simulations/default.toml --out runs/default
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/centralised.py

@@ -49,6 +49,22 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from fedrec.experiment import scenario as scenario_file
+    from fedrec.experiment.rundir import report
+    from fedrec.experiment.runner import simulate
+
+    overrides = _key_values(args.set, "--set")
+    if args.ray_address:
+        overrides["run.ray_address"] = args.ray_address
+    scenario = scenario_file.load(args.scenario, overrides)
+    out = Path(args.out)
+    summary = simulate(scenario, out, engine=args.engine)
+    print(report(summary, scenario), end="")
+    print(f"run directory: {out}")
+    return 0
+
+
 def cmd_datasets(args: argparse.Namespace) -> int:
     from fedrec.data.registry import known_datasets, load_dataset
 
@@ -81,6 +97,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--columns", help="CSV column mapping, e.g. user=uid,item=iid,timestamp=ts")
     train.add_argument("--min-rating", type=float, help="keep only ratings >= this value as interactions")
     train.set_defaults(run=cmd_train)
+
+    simulate = sub.add_parser("simulate", help="run a federated simulation scenario (Flower on Ray)")
+    simulate.add_argument("scenario", type=Path, help="scenario TOML file (see simulations/)")
+    simulate.add_argument("--out", required=True, help="run directory")
+    simulate.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                          help="override a scenario key, e.g. run.rounds=5")
+    simulate.add_argument("--ray-address", help="join an existing Ray cluster at HOST:PORT")
+    simulate.add_argument("--engine", choices=("ray", "inprocess"), default="ray",
+                          help="ray: Flower's simulation engine (default); inprocess: direct calls, no Ray")
+    simulate.set_defaults(run=cmd_simulate)
 
     datasets = sub.add_parser("datasets", help="list built-in and known datasets with their statistics")
     datasets.add_argument("--no-stats", dest="stats", action="store_false", help="list without loading")

@@ -64,3 +64,15 @@ def test_ledger_times_and_totals():
     assert ledger.round_seconds(1) == pytest.approx(2.0 / 0.5 + 1.0 + 1.0)
     assert ledger.totals_by_tier()["low"] == {"bytes_down": 1_000_000, "bytes_up": 125_000}
     assert tensor_bytes({"a": torch.zeros(3, 2), "b": torch.zeros(4, dtype=torch.int16)}) == 24 + 8
+
+
+def test_sparse_row_replies_equal_dense_fedavg():
+    torch.manual_seed(1)
+    shared = {"items": torch.randn(5, 3)}
+    dense_deltas = [torch.zeros(5, 3), torch.zeros(5, 3)]
+    dense_deltas[0][[0, 2]] = torch.randn(2, 3)
+    dense_deltas[1][[2, 4]] = torch.randn(2, 3)
+    dense = [ClientUpdate(w, {"items": d}) for w, d in zip((2.0, 5.0), dense_deltas)]
+    sparse = [ClientUpdate(w, {"items": d[r]}, rows={"items": r})
+              for w, d, r in zip((2.0, 5.0), dense_deltas, (torch.tensor([0, 2]), torch.tensor([2, 4])))]
+    assert torch.allclose(aggregate(shared, dense)["items"], aggregate(shared, sparse)["items"], atol=1e-6)

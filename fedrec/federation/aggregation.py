@@ -16,8 +16,10 @@ import torch
 class ClientUpdate:
     """Deltas of the shared tensors one client trained, over the leading slice it holds.
 
-    `rows[name]` (optional) lists the row indices that `deltas[name]` covers; without it the delta covers the leading
-    rows. Columns always form a prefix: `deltas[name].shape[1:]` is the held prefix of each trailing dimension.
+    Columns always form a prefix: `deltas[name].shape[1:]` is the held prefix of each trailing dimension. Without
+    `rows[name]` the delta covers the leading rows densely. With it, the client holds every row of its column prefix
+    but sends only the rows it touched (`rows[name]`); the rows it left alone count as zero deltas, which is what
+    keeps the sparse exchange equal to FedAvg.
     """
 
     weight: float
@@ -25,13 +27,14 @@ class ClientUpdate:
     rows: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
-def _slices(delta: torch.Tensor, rows: torch.Tensor | None) -> tuple:
-    lead = rows if rows is not None else slice(0, delta.shape[0])
-    return (lead, *(slice(0, n) for n in delta.shape[1:]))
+def _held(current: torch.Tensor, delta: torch.Tensor, sparse: bool) -> tuple:
+    rows = slice(0, current.shape[0] if sparse else delta.shape[0])
+    return (rows, *(slice(0, n) for n in delta.shape[1:]))
 
 
-def aggregate(shared: dict[str, torch.Tensor], updates: list[ClientUpdate]) -> dict[str, torch.Tensor]:
-    """New shared tensors after applying the holder-weighted mean delta of every element."""
+def aggregate(shared: dict[str, torch.Tensor], updates: list[ClientUpdate],
+              server_lr: float = 1.0) -> dict[str, torch.Tensor]:
+    """New shared tensors: old + server_lr x the holder-weighted mean delta of every element (1.0 = FedAvg)."""
     result = {}
     for name, current in shared.items():
         total = torch.zeros_like(current, dtype=torch.float64)
@@ -39,11 +42,11 @@ def aggregate(shared: dict[str, torch.Tensor], updates: list[ClientUpdate]) -> d
         for update in updates:
             if name not in update.deltas:
                 continue
-            delta = update.deltas[name]
-            index = _slices(delta, update.rows.get(name))
-            total[index] += update.weight * delta.to(torch.float64)
-            weight[index] += update.weight
-        held = weight > 0
-        mean = torch.where(held, total / weight.clamp(min=1e-300), torch.zeros_like(total))
-        result[name] = (current.to(torch.float64) + mean).to(current.dtype)
+            delta, rows = update.deltas[name], update.rows.get(name)
+            held = _held(current, delta, sparse=rows is not None)
+            weight[held] += update.weight
+            touched = held if rows is None else (rows, *held[1:])
+            total[touched] += update.weight * delta.to(torch.float64)
+        mean = torch.where(weight > 0, total / weight.clamp(min=1e-300), torch.zeros_like(total))
+        result[name] = (current.to(torch.float64) + server_lr * mean).to(current.dtype)
     return result

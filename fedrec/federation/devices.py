@@ -45,7 +45,9 @@ class DeviceProfile:
             raise ConfigError(f"{source} [devices.{name}]: unknown key(s) {unknown}; valid keys: {sorted(valid)}")
         if "budget_bytes" not in data:
             raise ConfigError(f"{source} [devices.{name}]: budget_bytes is required")
-        return cls(name=name, **{k: v for k, v in data.items() if k != "fraction"})
+        values = {k: v for k, v in data.items() if k != "fraction"}
+        values["budget_bytes"] = int(values["budget_bytes"])  # TOML writes 2e4 as a float
+        return cls(name=name, **values)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""Flower ClientApp of fedrec (thin: the maths lives in fedrec.federation)."""

@@ -1,0 +1,61 @@
+"""The run directory of a simulation: config.toml, rounds.parquet, clients.parquet, summary.json, report.md."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from fedrec.experiment.scenario import Scenario, to_toml
+from fedrec.federation.coordinator import SHOWN, Coordinator
+from fedrec.results import atomic_write, write_json, write_parquet
+
+
+def summarise(coordinator: Coordinator) -> dict[str, Any]:
+    """Final per-tier metrics (last evaluation), bytes on device and traffic, plus examples-weighted overall."""
+    rounds = pd.DataFrame(coordinator.history.rows)
+    evaluated = rounds[rounds["tier"] != "all"]
+    last = evaluated[evaluated["round"] == evaluated["round"].max()].set_index("tier")
+    traffic = coordinator.ledger.totals_by_tier()
+    n_items = coordinator.split.n_items
+    tiers: dict[str, dict[str, Any]] = {}
+    for tier in coordinator.model.tiers:
+        metrics = last.loc[tier.name] if tier.name in last.index else {}
+        tiers[tier.name] = {k: float(metrics[k]) for k in SHOWN if k in metrics} | {
+            "bytes_on_device": tier.bytes_on_device(n_items), "budget_bytes": int(tier.profile.budget_bytes),
+            "width": tier.width, "clients": int((coordinator.model.client_tier == tier.index).sum()),
+            "evaluated": int(metrics["examples"]) if "examples" in metrics else 0,
+            "bytes_down": traffic.get(tier.name, {}).get("bytes_down", 0),
+            "bytes_up": traffic.get(tier.name, {}).get("bytes_up", 0)}
+    total = sum(t["evaluated"] for t in tiers.values()) or 1
+    overall = {k: sum(t.get(k, 0.0) * t["evaluated"] for t in tiers.values()) / total for k in SHOWN}
+    overall |= {"bytes_down": sum(t["bytes_down"] for t in tiers.values()),
+                "bytes_up": sum(t["bytes_up"] for t in tiers.values()),
+                "dropped_replies": len(coordinator.history.dropped),
+                "simulated_seconds": float(rounds.loc[rounds["tier"] == "all", "simulated_seconds"].sum())}
+    return {"tiers": tiers, "overall": overall, "rounds": coordinator.rounds_done}
+
+
+def report(summary: dict[str, Any], scenario: Scenario) -> str:
+    header = "| tier | width | bytes on device | budget | " + " | ".join(SHOWN) + " | MB down | MB up |"
+    lines = [f"# fedrec simulation: {scenario.run.dataset}, {scenario.run.model}/{scenario.run.method}, "
+             f"{summary['rounds']} rounds", "", header, "|---" * (len(SHOWN) + 6) + "|"]
+    ordered = {name: summary["tiers"][name] for name in scenario.devices.names if name in summary["tiers"]}
+    for name, t in {**ordered, "overall": summary["overall"]}.items():
+        lines.append(f"| {name} | {t.get('width', '')} | {t.get('bytes_on_device', '')} | {t.get('budget_bytes', '')} | "
+                     + " | ".join(f"{t.get(k, float('nan')):.4f}" for k in SHOWN)
+                     + f" | {t['bytes_down'] / 1e6:.2f} | {t['bytes_up'] / 1e6:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def write(out: Path, coordinator: Coordinator, scenario: Scenario) -> dict[str, Any]:
+    out.mkdir(parents=True, exist_ok=True)
+    summary = summarise(coordinator)
+    atomic_write(out / "config.toml", lambda tmp: tmp.write_text(to_toml(scenario)))
+    write_parquet(pd.DataFrame(coordinator.history.rows), out / "rounds.parquet")
+    write_parquet(coordinator.ledger.frame(), out / "clients.parquet")
+    write_parquet(pd.DataFrame(coordinator.history.dropped, columns=["round", "client", "reason"]),
+                  out / "dropped.parquet")
+    atomic_write(out / "report.md", lambda tmp: tmp.write_text(report(summary, scenario)))
+    write_json(summary, out / "summary.json")
+    return summary

@@ -1,0 +1,104 @@
+"""Launching a scenario: the one adapter between fedrec and Flower's simulation entry point.
+
+`simulate` hands the scenario to the ServerApp (which runs in a thread of this process under `run_simulation`) and
+starts the Ray-backed simulation; `engine="inprocess"` runs the same coordinator with direct calls and no Ray.
+A change of Flower's entry point is a change here only.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fedrec.errors import ConfigError, FedrecError
+from fedrec.experiment import scenario as scenario_file
+from fedrec.experiment.scenario import Scenario
+
+
+@dataclass
+class RunRequest:
+    scenario: Scenario
+    out: Path
+    log: Callable[[str], None]
+
+
+_pending: RunRequest | None = None
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def take_request(context: Any) -> RunRequest:
+    """The run the ServerApp should execute: handed over by `simulate`, or named in `flwr run`'s run config."""
+    global _pending
+    if _pending is not None:
+        request, _pending = _pending, None
+        return request
+    config = getattr(context, "run_config", {}) or {}
+    if "scenario" not in config:
+        raise ConfigError("no scenario: run `fedrec simulate SCENARIO.toml --out DIR`, or give run config "
+                          "keys scenario=PATH and out=DIR to `flwr run`")
+    return RunRequest(scenario_file.load(Path(str(config["scenario"]))), Path(str(config.get("out", "runs/flwr"))),
+                      _stderr)
+
+
+def check_ray_address(address: str, timeout: float = 3.0) -> None:
+    """Fail fast (seconds, not a hang) when a Ray head is not listening at host:port."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"ray_address {address!r}: expected HOST:PORT, e.g. 127.0.0.1:6379")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as err:
+        raise ConfigError(f"cannot reach a Ray cluster at {address} ({err.strerror or err}); start one with "
+                          f"`ray start --head --node-ip-address={host} --port={port}` or drop ray_address") from None
+
+
+def _backend_config(scenario: Scenario) -> dict[str, dict[str, Any]]:
+    run = scenario.run
+    if run.ray_address:
+        check_ray_address(run.ray_address)
+        init_args: dict[str, Any] = {"address": run.ray_address}
+    else:  # "local" always starts a fresh cluster, never silently joining a stray one
+        init_args = {"address": "local", "num_cpus": os.cpu_count() or 1, "include_dashboard": False}
+    return {"client_resources": {"num_cpus": run.num_cpus_per_client, "num_gpus": 0.0}, "init_args": init_args}
+
+
+def simulate(scenario: Scenario, out: Path, engine: str = "ray", log: Callable[[str], None] = _stderr) -> dict:
+    """Run `scenario`, write its run directory to `out`, return the summary."""
+    import json
+
+    from fedrec.data.registry import load_dataset
+    from fedrec.experiment import rundir
+    from fedrec.federation.coordinator import Coordinator
+    from fedrec.federation.fedmf import tiers_for
+
+    split = load_dataset(scenario.run.dataset)
+    tiers_for(scenario, split.n_items)  # a budget that fits nothing fails here, before any process starts
+    if engine == "inprocess":
+        from fedrec.federation.inprocess import InProcessTransport
+
+        coordinator = Coordinator(split, scenario, log=log)
+        coordinator.run_rounds(InProcessTransport(split, scenario.run))
+        return rundir.write(out, coordinator, scenario)
+    if engine != "ray":
+        raise ConfigError(f"unknown engine {engine!r}; expected 'ray' or 'inprocess'")
+    from flwr.simulation import run_simulation
+
+    from clients.app import app as client_app
+    from server.app import app as server_app
+
+    global _pending
+    _pending = RunRequest(scenario, out, log)
+    (out / "summary.json").unlink(missing_ok=True)
+    n_nodes = -(-split.n_users // scenario.run.clients_per_node)
+    run_simulation(server_app=server_app, client_app=client_app, num_supernodes=n_nodes,
+                   backend_config=_backend_config(scenario))
+    if not (out / "summary.json").exists():
+        raise FedrecError(f"the simulation ended without results in {out}; see the log above")
+    return json.loads((out / "summary.json").read_text())

@@ -1,0 +1,118 @@
+"""Scenario files: one TOML per simulation (dataset, model, rounds, device mix), validated with clear errors.
+
+Layout: a `[run]` table of the keys below and one `[devices.NAME]` table per device profile (with its `fraction`).
+Overrides (`--set run.rounds=5`, `--set devices.low.budget_bytes=20000`) are applied before validation.
+"""
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from fedrec.configs import parse_value
+from fedrec.errors import ConfigError
+from fedrec.federation.devices import DeviceMix
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    dataset: str = "synthetic"
+    model: str = "mf"
+    method: str = "full"
+    max_dim: int = 32              # widest item embedding (the largest device's width is capped here)
+    rounds: int = 20
+    clients_per_round: int = 50
+    local_epochs: int = 5
+    lr: float = 0.5                # client SGD step size
+    server_lr: float = 1.0         # server step on the mean delta (1.0 = plain FedAvg)
+    l2: float = 1e-4
+    init_std: float = 0.1
+    seconds_per_example: float = 0.002  # simulated compute per example and local epoch on a speed-1.0 device
+    eval_every: int = 5            # rounds between federated evaluations (the last round is always evaluated)
+    seed: int = 0
+    clients_per_node: int = 1      # cohort mode: users simulated inside one Flower node
+    round_timeout: float = 300.0   # seconds to wait for replies before a round goes on without them
+    num_cpus_per_client: float = 1.0
+    ray_address: str = ""          # join an existing Ray cluster ("" = start a local one)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    run: RunSettings
+    devices: DeviceMix
+    source: str = field(default="<scenario>", compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        devices = {p.name: {k: v for k, v in asdict(p).items() if k != "name"} | {"fraction": f}
+                   for p, f in zip(self.devices.profiles, self.devices.fractions)}
+        return {"run": asdict(self.run), "devices": devices}
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)
+    return repr(value)
+
+
+def to_toml(scenario: Scenario) -> str:
+    """The resolved scenario as TOML (what a run directory's config.toml holds; loads back to the same scenario)."""
+    data = scenario.to_dict()
+    lines = ["[run]", *(f"{k} = {_toml_value(v)}" for k, v in data["run"].items())]
+    for name, profile in data["devices"].items():
+        lines += ["", f"[devices.{name}]", *(f"{k} = {_toml_value(v)}" for k, v in profile.items())]
+    return "\n".join(lines) + "\n"
+
+
+def _apply_override(data: dict[str, Any], dotted: str, value: Any) -> None:
+    *path, key = dotted.split(".")
+    if not path:
+        raise ConfigError(f"--set {dotted}: expected SECTION.KEY (e.g. run.rounds=5 or devices.low.budget_bytes=1e4)")
+    table = data
+    for part in path:
+        table = table.setdefault(part, {})
+    table[key] = value
+
+
+def _run_settings(table: dict[str, Any], source: str) -> RunSettings:
+    types = {f.name: type(f.default) for f in fields(RunSettings)}
+    unknown = sorted(set(table) - set(types))
+    if unknown:
+        raise ConfigError(f"{source} [run]: unknown key(s) {unknown}; valid keys: {sorted(types)}")
+    clean = {}
+    for key, value in table.items():
+        if types[key] is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, types[key]):
+            raise ConfigError(f"{source} [run]: {key} = {value!r} should be {types[key].__name__}")
+        clean[key] = value
+    settings = RunSettings(**clean)
+    positive = [k for k in ("max_dim", "rounds", "clients_per_round", "local_epochs", "eval_every",
+                            "clients_per_node") if getattr(settings, k) < 1]
+    if positive:
+        raise ConfigError(f"{source} [run]: {', '.join(positive)} must be >= 1")
+    return settings
+
+
+def from_dict(data: dict[str, Any], source: str) -> Scenario:
+    unknown = sorted(set(data) - {"run", "devices"})
+    if unknown:
+        raise ConfigError(f"{source}: unknown section(s) {unknown}; valid sections: ['devices', 'run']")
+    if not data.get("devices"):
+        raise ConfigError(f"{source}: at least one [devices.NAME] table with fraction and budget_bytes is required")
+    return Scenario(_run_settings(data.get("run", {}), source), DeviceMix.from_dict(data["devices"], source), source)
+
+
+def load(path: Path, overrides: dict[str, str] | None = None) -> Scenario:
+    try:
+        data = tomllib.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"scenario file {path} not found") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: invalid TOML ({err})") from None
+    for dotted, text in (overrides or {}).items():
+        _apply_override(data, dotted, parse_value(text))
+    return from_dict(data, str(path))

@@ -1,0 +1,29 @@
+"""A transport that runs every device's handler in this process: for tests and quick experiments without Ray."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from fedrec.data.dataset import Split
+from fedrec.experiment.scenario import RunSettings
+from fedrec.federation.protocol import (EvalReply, EvalTask, SimulatedFailure, TrainReply, TrainTask, handle_evaluate,
+                                        handle_train)
+
+
+class InProcessTransport:
+    def __init__(self, split: Split, run: RunSettings):
+        self.split, self.run = split, run
+        self.state: dict[int, np.ndarray] = {}  # every device's private vector, as its Context.state would hold it
+
+    def train(self, round_: int, tasks: Sequence[TrainTask]) -> list[TrainReply | Exception]:
+        replies: list[TrainReply | Exception] = []
+        for task in tasks:
+            try:
+                replies.append(handle_train(self.split, self.run, task, round_, self.state))
+            except SimulatedFailure as failure:
+                replies.append(failure)
+        return replies
+
+    def evaluate(self, round_: int, tasks: Sequence[EvalTask]) -> list[EvalReply | Exception]:
+        return [handle_evaluate(self.split, self.run, task, self.state) for task in tasks]

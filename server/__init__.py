@@ -1,0 +1,1 @@
+"""Flower ServerApp of fedrec (thin: the round loop lives in fedrec.federation.coordinator)."""
