@@ -1,14 +1,15 @@
 """Flower ClientApp: a node simulates one user's device (or, in cohort mode, several), each with private state.
 
 Node `partition-id` p with `clients-per-node` K holds users p*K .. p*K+K-1. Private user vectors persist in
-`Context.state` between rounds; a simulated failure of one user is reported, the node's other users carry on.
+`Context.state` between rounds and in the run's device folder (what a restarted simulation resumes from); a simulated
+failure of one user is reported, the node's other users carry on.
 """
 from __future__ import annotations
 
 import json
 from functools import lru_cache
+from pathlib import Path
 
-import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 
@@ -16,26 +17,36 @@ from fedrec.data.dataset import Split
 from fedrec.data.registry import load_dataset
 from fedrec.experiment import scenario as scenario_file
 from fedrec.experiment import wire
+from fedrec.federation.device_state import DeviceStates
 from fedrec.federation.protocol import SimulatedFailure, handle_evaluate, handle_train
 
 app = ClientApp()
-STATE_KEY = "users"
+STATE_KEY, ROUNDS_KEY = "users", "user-rounds"
 
 
 @lru_cache(maxsize=4)
-def _setup(scenario_json: str) -> tuple[Split, scenario_file.Scenario]:
-    """Dataset and scenario of a run, loaded once per worker process."""
-    scenario = scenario_file.from_dict(json.loads(scenario_json), "scenario")
-    return load_dataset(scenario.run.dataset), scenario
+def _setup(run_json: str) -> tuple[Split, scenario_file.Scenario, Path | None]:
+    """Dataset, scenario and device folder of a run, loaded once per worker process."""
+    data = json.loads(run_json)
+    device_dir = data.pop("device_dir", "")
+    scenario = scenario_file.from_dict(data, "scenario")
+    return load_dataset(scenario.run.dataset), scenario, Path(device_dir) if device_dir else None
 
 
-def _load_state(context: Context) -> dict[int, np.ndarray]:
-    record = context.state.get(STATE_KEY)
-    return {} if record is None else {int(k): v.numpy() for k, v in record.items()}
+def _load_states(context: Context, device_dir: Path | None) -> DeviceStates:
+    """The node's private state from Context.state (falling back to the device folder after a restart)."""
+    arrays, rounds = context.state.get(STATE_KEY), context.state.get(ROUNDS_KEY)
+    memory = {} if arrays is None else {
+        int(user): [(int(r), arrays[f"{user}.{i}"].numpy()) for i, r in enumerate(stored)]
+        for user, stored in rounds.items()}
+    return DeviceStates(memory, device_dir)
 
 
-def _save_state(context: Context, state: dict[int, np.ndarray]) -> None:
-    context.state[STATE_KEY] = ArrayRecord({str(k): Array(v) for k, v in state.items()})
+def _save_states(context: Context, states: DeviceStates) -> None:
+    context.state[STATE_KEY] = ArrayRecord({f"{user}.{i}": Array(v) for user, versions in states.memory.items()
+                                            for i, (_, v) in enumerate(versions)})
+    context.state[ROUNDS_KEY] = ConfigRecord({str(user): [r for r, _ in versions]
+                                              for user, versions in states.memory.items()})
 
 
 @app.query()
@@ -47,23 +58,23 @@ def query(msg: Message, context: Context) -> Message:
 
 @app.train()
 def train(msg: Message, context: Context) -> Message:
-    scenario_json, round_, tasks = wire.unpack_train(msg.content)
-    split, scenario = _setup(scenario_json)
-    state = _load_state(context)
+    run_json, round_, tasks = wire.unpack_train(msg.content)
+    split, scenario, device_dir = _setup(run_json)
+    states = _load_states(context, device_dir)
     replies, failed = [], []
     for task in tasks:
         try:
-            replies.append(handle_train(split, scenario.run, task, round_, state))
+            replies.append(handle_train(split, scenario.run, task, round_, states))
         except SimulatedFailure:
             failed.append(task.user)
-    _save_state(context, state)
+    _save_states(context, states)
     return Message(wire.pack_train_replies(replies, failed), reply_to=msg)
 
 
 @app.evaluate()
 def evaluate(msg: Message, context: Context) -> Message:
-    scenario_json, _, tasks = wire.unpack_evaluate(msg.content)
-    split, scenario = _setup(scenario_json)
-    state = _load_state(context)
-    replies = [handle_evaluate(split, scenario.run, task, state) for task in tasks]
+    run_json, round_, tasks = wire.unpack_evaluate(msg.content)
+    split, scenario, device_dir = _setup(run_json)
+    states = _load_states(context, device_dir)
+    replies = [handle_evaluate(split, scenario.run, task, round_, states) for task in tasks]
     return Message(wire.pack_eval_replies(replies), reply_to=msg)

@@ -57,9 +57,15 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     overrides = _key_values(args.set, "--set")
     if args.ray_address:
         overrides["run.ray_address"] = args.ray_address
-    scenario = scenario_file.load(args.scenario, overrides)
-    out = Path(args.out)
-    summary = simulate(scenario, out, engine=args.engine)
+    if args.resume:
+        out = Path(args.resume)
+        scenario = scenario_file.load(out / "config.toml", overrides)
+    elif args.scenario and args.out:
+        out = Path(args.out)
+        scenario = scenario_file.load(args.scenario, overrides)
+    else:
+        raise ConfigError("simulate needs SCENARIO.toml --out DIR, or --resume DIR")
+    summary = simulate(scenario, out, engine=args.engine, resume=bool(args.resume))
     print(report(summary, scenario), end="")
     print(f"run directory: {out}")
     return 0
@@ -99,8 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(run=cmd_train)
 
     simulate = sub.add_parser("simulate", help="run a federated simulation scenario (Flower on Ray)")
-    simulate.add_argument("scenario", type=Path, help="scenario TOML file (see simulations/)")
-    simulate.add_argument("--out", required=True, help="run directory")
+    simulate.add_argument("scenario", type=Path, nargs="?", help="scenario TOML file (see simulations/)")
+    simulate.add_argument("--out", help="run directory")
+    simulate.add_argument("--resume", metavar="DIR", help="continue a killed run from its run directory")
     simulate.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                           help="override a scenario key, e.g. run.rounds=5")
     simulate.add_argument("--ray-address", help="join an existing Ray cluster at HOST:PORT")

@@ -11,7 +11,6 @@ from flwr.serverapp import Grid, ServerApp
 from fedrec.data.registry import load_dataset
 from fedrec.experiment import rundir
 from fedrec.experiment.runner import RunRequest, take_request
-from fedrec.federation.coordinator import Coordinator
 from server.strategy import FlowerTransport, discover_nodes
 
 app = ServerApp()
@@ -31,12 +30,12 @@ def main(grid: Grid, context: Context) -> None:
     request = take_request(context)
     scenario = request.scenario
     split = load_dataset(scenario.run.dataset)
-    coordinator = Coordinator(split, scenario, log=request.log)
+    coordinator = request.coordinator(split)
     per_node = scenario.run.clients_per_node
     nodes = discover_nodes(grid, expected=-(-split.n_users // per_node), timeout=scenario.run.round_timeout)
-    transport = FlowerTransport(grid, json.dumps(scenario.to_dict()), nodes, per_node, scenario.run.round_timeout,
-                                log=request.log)
-    coordinator.run_rounds(transport, progress=_progress(request, time.perf_counter()))
+    run_json = json.dumps(scenario.to_dict() | {"device_dir": str(request.device_dir.resolve())})
+    transport = FlowerTransport(grid, run_json, nodes, per_node, scenario.run.round_timeout, log=request.log)
+    coordinator.run_rounds(transport, progress=_progress(request, time.perf_counter()), checkpoint=request.checkpoint)
     rundir.write(request.out, coordinator, scenario)
 
 

@@ -1,6 +1,7 @@
 """The run directory of a simulation: config.toml, rounds.parquet, clients.parquet, summary.json, report.md."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -48,10 +49,19 @@ def report(summary: dict[str, Any], scenario: Scenario) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write(out: Path, coordinator: Coordinator, scenario: Scenario) -> dict[str, Any]:
+def start(out: Path, scenario: Scenario, resume: bool) -> None:
+    """Prepare `out`: the resolved scenario first (a resumed run must find it), no stale summary."""
     out.mkdir(parents=True, exist_ok=True)
-    summary = summarise(coordinator)
+    if resume:
+        return
+    for stale in ("summary.json", "checkpoint.npz"):
+        (out / stale).unlink(missing_ok=True)
+    shutil.rmtree(out / "devices", ignore_errors=True)
     atomic_write(out / "config.toml", lambda tmp: tmp.write_text(to_toml(scenario)))
+
+
+def write(out: Path, coordinator: Coordinator, scenario: Scenario) -> dict[str, Any]:
+    summary = summarise(coordinator)
     write_parquet(pd.DataFrame(coordinator.history.rows), out / "rounds.parquet")
     write_parquet(coordinator.ledger.frame(), out / "clients.parquet")
     write_parquet(pd.DataFrame(coordinator.history.dropped, columns=["round", "client", "reason"]),

@@ -24,6 +24,28 @@ class RunRequest:
     scenario: Scenario
     out: Path
     log: Callable[[str], None]
+    resume: bool = False
+
+    @property
+    def device_dir(self) -> Path:
+        """Where simulated devices keep their private state (what a resumed run reads back)."""
+        return self.out / "devices"
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.out / "checkpoint.npz"
+
+    def coordinator(self, split: Any) -> Any:
+        """The round loop for this run, restored from the checkpoint when resuming."""
+        from fedrec.federation.coordinator import Coordinator
+
+        coordinator = Coordinator(split, self.scenario, log=self.log)
+        if self.resume:
+            if not self.checkpoint.exists():
+                raise ConfigError(f"cannot resume: {self.checkpoint} not found (was the run started with --out "
+                                  f"{self.out}?)")
+            coordinator.restore(self.checkpoint)
+        return coordinator
 
 
 _pending: RunRequest | None = None
@@ -69,22 +91,25 @@ def _backend_config(scenario: Scenario) -> dict[str, dict[str, Any]]:
     return {"client_resources": {"num_cpus": run.num_cpus_per_client, "num_gpus": 0.0}, "init_args": init_args}
 
 
-def simulate(scenario: Scenario, out: Path, engine: str = "ray", log: Callable[[str], None] = _stderr) -> dict:
-    """Run `scenario`, write its run directory to `out`, return the summary."""
+def simulate(scenario: Scenario, out: Path, engine: str = "ray", log: Callable[[str], None] = _stderr,
+             resume: bool = False) -> dict:
+    """Run `scenario` (or resume it from `out`), write its run directory to `out`, return the summary."""
     import json
 
     from fedrec.data.registry import load_dataset
     from fedrec.experiment import rundir
-    from fedrec.federation.coordinator import Coordinator
     from fedrec.federation.fedmf import tiers_for
 
     split = load_dataset(scenario.run.dataset)
     tiers_for(scenario, split.n_items)  # a budget that fits nothing fails here, before any process starts
+    request = RunRequest(scenario, out, log, resume)
+    rundir.start(out, scenario, resume)
     if engine == "inprocess":
         from fedrec.federation.inprocess import InProcessTransport
 
-        coordinator = Coordinator(split, scenario, log=log)
-        coordinator.run_rounds(InProcessTransport(split, scenario.run))
+        coordinator = request.coordinator(split)
+        coordinator.run_rounds(InProcessTransport(split, scenario.run, request.device_dir),
+                               checkpoint=request.checkpoint)
         return rundir.write(out, coordinator, scenario)
     if engine != "ray":
         raise ConfigError(f"unknown engine {engine!r}; expected 'ray' or 'inprocess'")
@@ -94,8 +119,7 @@ def simulate(scenario: Scenario, out: Path, engine: str = "ray", log: Callable[[
     from server.app import app as server_app
 
     global _pending
-    _pending = RunRequest(scenario, out, log)
-    (out / "summary.json").unlink(missing_ok=True)
+    _pending = request
     n_nodes = -(-split.n_users // scenario.run.clients_per_node)
     run_simulation(server_app=server_app, client_app=client_app, num_supernodes=n_nodes,
                    backend_config=_backend_config(scenario))

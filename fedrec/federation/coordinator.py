@@ -6,18 +6,22 @@ and every `eval_every` rounds evaluate every user on its own device, reported pe
 """
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+import torch
 
 from fedrec.data.dataset import Split
 from fedrec.experiment.scenario import Scenario
 from fedrec.federation.fedmf import FederatedMF, ReplyError
 from fedrec.federation.ledger import CommunicationLedger
 from fedrec.federation.protocol import EvalReply, EvalTask, TrainReply, TrainTask
+from fedrec.results import atomic_write
 
 SHOWN = ("recall@20", "ndcg@20", "hr@20", "mrr@20")
 
@@ -97,7 +101,25 @@ class Coordinator:
         return {self.model.tiers[t].name: {k: v / s["examples"] for k, v in s.items() if k != "examples"}
                 | {"examples": s["examples"]} for t, s in sorted(sums.items())}
 
-    def run_rounds(self, transport: Transport, progress: Callable[[int, dict], None] | None = None) -> None:
+    def checkpoint(self, path: Path) -> None:
+        """Everything the server needs to go on after round `rounds_done`, in one atomically written file."""
+        meta = {"rounds_done": self.rounds_done, "rows": self.history.rows, "dropped": self.history.dropped,
+                "ledger": self.ledger.rows}
+        atomic_write(path, lambda tmp: np.savez(tmp.open("wb"), items=self.model.items.numpy(),
+                                                meta=np.array(json.dumps(meta))))
+
+    def restore(self, path: Path) -> None:
+        with np.load(path, allow_pickle=False) as stored:
+            meta = json.loads(str(stored["meta"]))
+            self.model.items = torch.from_numpy(stored["items"].copy())
+        self.rounds_done = meta["rounds_done"]
+        self.history = RoundLog(meta["rows"], meta["dropped"])
+        self.ledger.rows = [tuple(r) for r in meta["ledger"]]
+        self.log(f"resumed after round {self.rounds_done}")
+
+    def run_rounds(self, transport: Transport, progress: Callable[[int, dict], None] | None = None,
+                   checkpoint: Path | None = None) -> None:
+        """Rounds `rounds_done + 1 .. rounds`, checkpointing after each when a path is given."""
         for round_ in range(self.rounds_done + 1, self.run.rounds + 1):
             started = time.perf_counter()
             stats = self.train_round(round_, transport)
@@ -107,5 +129,7 @@ class Coordinator:
                     self.history.rows.append({"round": round_, "tier": tier, **metrics})
             row["wall_seconds"] = time.perf_counter() - started
             self.history.rows.append({"tier": "all", **row})
+            if checkpoint is not None:
+                self.checkpoint(checkpoint)
             if progress:
                 progress(round_, row)

@@ -2,28 +2,28 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-
-import numpy as np
+from pathlib import Path
 
 from fedrec.data.dataset import Split
 from fedrec.experiment.scenario import RunSettings
+from fedrec.federation.device_state import DeviceStates
 from fedrec.federation.protocol import (EvalReply, EvalTask, SimulatedFailure, TrainReply, TrainTask, handle_evaluate,
                                         handle_train)
 
 
 class InProcessTransport:
-    def __init__(self, split: Split, run: RunSettings):
+    def __init__(self, split: Split, run: RunSettings, device_dir: Path | None = None):
         self.split, self.run = split, run
-        self.state: dict[int, np.ndarray] = {}  # every device's private vector, as its Context.state would hold it
+        self.states = DeviceStates(directory=device_dir)  # every device's private state
 
     def train(self, round_: int, tasks: Sequence[TrainTask]) -> list[TrainReply | Exception]:
         replies: list[TrainReply | Exception] = []
         for task in tasks:
             try:
-                replies.append(handle_train(self.split, self.run, task, round_, self.state))
+                replies.append(handle_train(self.split, self.run, task, round_, self.states))
             except SimulatedFailure as failure:
                 replies.append(failure)
         return replies
 
     def evaluate(self, round_: int, tasks: Sequence[EvalTask]) -> list[EvalReply | Exception]:
-        return [handle_evaluate(self.split, self.run, task, self.state) for task in tasks]
+        return [handle_evaluate(self.split, self.run, task, round_, self.states) for task in tasks]

@@ -18,20 +18,20 @@ def tensor_bytes(tensors: Mapping[str, torch.Tensor]) -> int:
 
 class CommunicationLedger:
     def __init__(self) -> None:
-        self._rows: list[tuple] = []
+        self.rows: list[tuple] = []  # (round, client, tier, bytes_down, bytes_up, seconds)
 
     def record(self, round_: int, client: int, device: DeviceProfile, bytes_down: int, bytes_up: int,
                compute_seconds: float) -> None:
         """One client's round: its traffic, and its simulated time (compute at its speed + transfers)."""
         seconds = compute_seconds / device.speed + device.transfer_seconds(bytes_down, bytes_up)
-        self._rows.append((round_, client, device.name, bytes_down, bytes_up, seconds))
+        self.rows.append((round_, client, device.name, bytes_down, bytes_up, seconds))
 
     def frame(self) -> pd.DataFrame:
-        return pd.DataFrame(self._rows, columns=list(COLUMNS))
+        return pd.DataFrame(self.rows, columns=list(COLUMNS))
 
     def round_seconds(self, round_: int) -> float:
         """Simulated wall-clock of a round: its slowest client."""
-        return max((r[5] for r in self._rows if r[0] == round_), default=0.0)
+        return max((r[5] for r in self.rows if r[0] == round_), default=0.0)
 
     def totals_by_tier(self) -> dict[str, dict[str, int]]:
         frame = self.frame()

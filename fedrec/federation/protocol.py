@@ -1,8 +1,8 @@
 """The messages of a federated round, as plain data, and the client-side handling of them (no Flower here).
 
 The server's coordinator produces tasks, a transport delivers them (Flower messages in a real run, direct calls in
-tests), and `handle_train`/`handle_evaluate` are what a device runs. Private user vectors live in a `state` dict that
-the transport keeps per device (Flower: `Context.state`).
+tests), and `handle_train`/`handle_evaluate` are what a device runs. Private user vectors live in `DeviceStates`
+(Flower: serialised in `Context.state`, mirrored to the run's device folder so a killed run can resume).
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import torch
 
 from fedrec.data.dataset import Split
 from fedrec.experiment.scenario import RunSettings
+from fedrec.federation.device_state import DeviceStates
 from fedrec.federation.fedmf import evaluate_client, initial_user_vector, train_client
 
 
@@ -61,29 +62,29 @@ def fails(run: RunSettings, round_: int, user: int, probability: float) -> bool:
     return probability > 0 and np.random.default_rng([run.seed, round_, user, 7]).random() < probability
 
 
-def _user_vector(state: dict[int, np.ndarray], run: RunSettings, user: int, width: int) -> torch.Tensor:
-    stored = state.get(user)
+def _user_vector(states: DeviceStates, run: RunSettings, user: int, width: int, round_: int) -> torch.Tensor:
+    stored = states.get(user, round_)
     if stored is None or len(stored) != width:
         return initial_user_vector(run, user, width)
     return torch.from_numpy(stored)
 
 
-def handle_train(split: Split, run: RunSettings, task: TrainTask, round_: int,
-                 state: dict[int, np.ndarray]) -> TrainReply:
+def handle_train(split: Split, run: RunSettings, task: TrainTask, round_: int, states: DeviceStates) -> TrainReply:
+    """One device's round: local training from its state as of the previous round; the new state is stored."""
     if fails(run, round_, task.user, task.failure_prob):
         raise SimulatedFailure(f"user {task.user} failed in round {round_}")
     started = time.perf_counter()
     items = torch.from_numpy(task.items)
-    update = train_client(split, run, task.user, items, _user_vector(state, run, task.user, items.shape[1]),
-                          task.widths, round_)
-    state[task.user] = update.user.numpy().astype(np.float32)
+    update = train_client(split, run, task.user, items,
+                          _user_vector(states, run, task.user, items.shape[1], round_ - 1), task.widths, round_)
+    states.put(task.user, round_, update.user.numpy().astype(np.float32))
     return TrainReply(task.user, task.tier, update.rows.numpy().astype(np.int64),
                       update.item_delta.numpy().astype(np.float32), update.n_examples, update.loss,
                       time.perf_counter() - started)
 
 
-def handle_evaluate(split: Split, run: RunSettings, task: EvalTask, state: dict[int, np.ndarray]) -> EvalReply:
+def handle_evaluate(split: Split, run: RunSettings, task: EvalTask, round_: int, states: DeviceStates) -> EvalReply:
     items = torch.from_numpy(task.items)
     data = split.valid if task.split == "valid" else split.test
-    sums = evaluate_client(data, task.user, items, _user_vector(state, run, task.user, items.shape[1]))
+    sums = evaluate_client(data, task.user, items, _user_vector(states, run, task.user, items.shape[1], round_))
     return EvalReply(task.user, task.tier, sums)
