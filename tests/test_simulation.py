@@ -68,6 +68,7 @@ def test_tiers_hold_their_budget_and_learn(synthetic, tmp_path):
     assert {"config.toml", "rounds.parquet", "clients.parquet", "summary.json", "report.md"} <= {
         p.name for p in tmp_path.iterdir()}
     assert scenario_file.load(tmp_path / "config.toml").run.rounds == 20
+    assert {p.name for p in (tmp_path / "plots").iterdir()} == {"metrics_per_round.png", "bytes_per_tier.png"}
 
 
 def test_same_seed_same_metrics_and_failures_are_tolerated(synthetic):

@@ -1,4 +1,4 @@
-"""The run directory of a simulation: config.toml, rounds.parquet, clients.parquet, summary.json, report.md."""
+"""The run directory of a simulation: config.toml, rounds.parquet, clients.parquet, summary.json, report.md, plots."""
 from __future__ import annotations
 
 import shutil
@@ -7,6 +7,7 @@ from typing import Any
 
 import pandas as pd
 
+from fedrec.experiment import plots
 from fedrec.experiment.scenario import Scenario, to_toml
 from fedrec.federation.coordinator import SHOWN, Coordinator
 from fedrec.results import atomic_write, write_json, write_parquet
@@ -67,5 +68,6 @@ def write(out: Path, coordinator: Coordinator, scenario: Scenario) -> dict[str, 
     write_parquet(pd.DataFrame(coordinator.history.dropped, columns=["round", "client", "reason"]),
                   out / "dropped.parquet")
     atomic_write(out / "report.md", lambda tmp: tmp.write_text(report(summary, scenario)))
+    plots.draw(out, pd.DataFrame(coordinator.history.rows), summary)
     write_json(summary, out / "summary.json")
     return summary
