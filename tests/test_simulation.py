@@ -200,3 +200,34 @@ def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path, capsys):
     (tmp_path / "config.toml").write_text(DEFAULT.read_text())
     assert main(["simulate", "--resume", str(tmp_path), "--engine", "inprocess"]) == 2
     assert "cannot resume" in capsys.readouterr().err
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_simulation_joins_an_existing_ray_cluster(tmp_path):
+    """`--ray-address` runs through a cluster started with `ray start --head` on loopback, which is then stopped."""
+    import os
+    import subprocess
+    import sys
+
+    ray = Path(sys.executable).with_name("ray")
+    port = _free_port()
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "FLWR_TELEMETRY_ENABLED": "0"}
+    start = [str(ray), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",
+             "--include-dashboard=false", "--disable-usage-stats"]
+    subprocess.run(start, check=True, capture_output=True, timeout=120, env=env)
+    try:
+        command = [sys.executable, "-m", "fedrec.cli", "simulate", str(DEFAULT), "--out", str(tmp_path),
+                   "--ray-address", f"127.0.0.1:{port}", "--set", "run.rounds=2", "--set", "run.eval_every=2",
+                   "--set", "run.clients_per_node=50", "--set", "run.clients_per_round=20"]
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert json.loads((tmp_path / "summary.json").read_text())["rounds"] == 2
+    finally:
+        subprocess.run([str(ray), "stop", "--force"], capture_output=True, timeout=120, env=env)
