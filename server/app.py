@@ -34,7 +34,7 @@ def main(grid: Grid, context: Context) -> None:
     per_node = scenario.run.clients_per_node
     nodes = discover_nodes(grid, expected=-(-split.n_users // per_node), timeout=scenario.run.round_timeout)
     run_json = json.dumps(scenario.to_dict() | {"device_dir": str(request.device_dir.resolve())})
-    transport = FlowerTransport(grid, run_json, nodes, per_node, scenario.run.round_timeout, log=request.log)
+    transport = FlowerTransport(grid, run_json, nodes, per_node, scenario.run.round_timeout)
     coordinator.run_rounds(transport, progress=_progress(request, time.perf_counter()), checkpoint=request.checkpoint)
     rundir.write(request.out, coordinator, scenario)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from flwr.app import ConfigRecord, Message, MessageType, RecordDict
 from flwr.serverapp import Grid
@@ -43,10 +44,9 @@ def discover_nodes(grid: Grid, expected: int, timeout: float) -> dict[int, int]:
 class FlowerTransport:
     """Delivers tasks to the nodes that simulate their users; `clients_per_node` users share a node."""
 
-    def __init__(self, grid: Grid, scenario_json: str, nodes: dict[int, int], clients_per_node: int, timeout: float,
-                 log: Callable[[str], None] = print):
-        self.grid, self.scenario_json, self.nodes = grid, scenario_json, nodes
-        self.per_node, self.timeout, self.log = clients_per_node, timeout, log
+    def __init__(self, grid: Grid, run_json: str, nodes: dict[int, int], clients_per_node: int, timeout: float):
+        self.grid, self.run_json, self.nodes = grid, run_json, nodes
+        self.per_node, self.timeout = clients_per_node, timeout
 
     def _by_node(self, tasks: Sequence) -> dict[int, list]:
         groups: dict[int, list] = defaultdict(list)
@@ -54,38 +54,32 @@ class FlowerTransport:
             groups[self.nodes[task.user // self.per_node]].append(task)
         return groups
 
-    def _exchange(self, groups: dict[int, list], pack: Callable, message_type: str, round_: int) -> dict[int, Message]:
-        messages = [Message(pack(group, self.scenario_json, round_), dst_node_id=node, message_type=message_type)
-                    for node, group in groups.items()]
-        return {m.metadata.src_node_id: m for m in self.grid.send_and_receive(messages, timeout=self.timeout)}
-
-    def train(self, round_: int, tasks: Sequence[TrainTask]) -> list[TrainReply | Exception]:
+    def _deliver(self, round_: int, tasks: Sequence, pack: Callable, message_type: str,
+                 parse: Callable[[RecordDict], dict[int, Any]]) -> list:
+        """Send each node its users' tasks; every task gets its reply or the reason it has none."""
         groups = self._by_node(tasks)
-        answers = self._exchange(groups, wire.pack_train, MessageType.TRAIN, round_)
-        by_user: dict[int, TrainReply | Exception] = {}
+        messages = [Message(pack(group, self.run_json, round_), dst_node_id=node, message_type=message_type)
+                    for node, group in groups.items()]
+        answers = {m.metadata.src_node_id: m for m in self.grid.send_and_receive(messages, timeout=self.timeout)}
+        by_user: dict[int, Any] = {}
         for node, group in groups.items():
             reply = answers.get(node)
-            if reply is None or reply.has_error():
-                reason = "no reply" if reply is None else f"node error: {reply.error.reason}"
-                by_user.update({t.user: NoReply(reason) for t in group})
-                continue
             try:
-                replies, failed = wire.unpack_train_replies(reply.content)
-            except (KeyError, TypeError, ValueError) as err:  # a malformed reply is dropped, not fatal
-                by_user.update({t.user: NoReply(f"malformed reply: {err!r}") for t in group})
-                continue
-            by_user.update({r.user: r for r in replies})
-            by_user.update({u: NoReply("simulated device failure") for u in failed})
+                if reply is None or reply.has_error():
+                    raise NoReply("no reply in time" if reply is None else f"node error: {reply.error.reason}")
+                by_user.update(parse(reply.content))
+            except (NoReply, KeyError, TypeError, ValueError) as err:  # a bad node reply is dropped, not fatal
+                by_user.update({t.user: err if isinstance(err, NoReply) else NoReply(f"malformed reply: {err!r}")
+                                for t in group})
         return [by_user.get(t.user, NoReply("user missing from its node's reply")) for t in tasks]
 
+    def train(self, round_: int, tasks: Sequence[TrainTask]) -> list[TrainReply | Exception]:
+        def parse(content: RecordDict) -> dict[int, Any]:
+            replies, failed = wire.unpack_train_replies(content)
+            return {r.user: r for r in replies} | {u: NoReply("simulated device failure") for u in failed}
+
+        return self._deliver(round_, tasks, wire.pack_train, MessageType.TRAIN, parse)
+
     def evaluate(self, round_: int, tasks: Sequence[EvalTask]) -> list[EvalReply | Exception]:
-        groups = self._by_node(tasks)
-        answers = self._exchange(groups, wire.pack_evaluate, MessageType.EVALUATE, round_)
-        by_user: dict[int, EvalReply | Exception] = {}
-        for node, group in groups.items():
-            reply = answers.get(node)
-            if reply is None or reply.has_error():
-                by_user.update({t.user: NoReply("no evaluation reply") for t in group})
-                continue
-            by_user.update({r.user: r for r in wire.unpack_eval_replies(reply.content)})
-        return [by_user.get(t.user, NoReply("missing")) for t in tasks]
+        return self._deliver(round_, tasks, wire.pack_evaluate, MessageType.EVALUATE,
+                             lambda content: {r.user: r for r in wire.unpack_eval_replies(content)})

@@ -6,6 +6,7 @@ then explicit overrides (`--set key=value`, `--epochs`, `--seed`). Unknown keys 
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -39,17 +40,34 @@ def parse_value(text: str) -> Any:
         return text
 
 
-def _merge(config: Config, updates: dict[str, Any], source: str) -> None:
-    unknown = sorted(set(updates) - set(config))
+def read_toml(path: Path, what: str) -> dict[str, Any]:
+    """A user's TOML file, with one-line errors for a missing or invalid file."""
+    try:
+        return tomllib.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{what} {path} not found") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: invalid TOML ({err})") from None
+
+
+def typed_updates(defaults: Mapping[str, Any], updates: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """`updates` checked against the keys and value types of `defaults` (an int is accepted for a float)."""
+    unknown = sorted(set(updates) - set(defaults))
     if unknown:
-        raise ConfigError(f"{source}: unknown key(s) {unknown}; valid keys: {sorted(config)}")
+        raise ConfigError(f"{source}: unknown key(s) {unknown}; valid keys: {sorted(defaults)}")
+    clean = {}
     for key, value in updates.items():
-        expected = type(config[key])
+        expected = type(defaults[key])
         if expected is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if not isinstance(value, expected):
             raise ConfigError(f"{source}: {key} = {value!r} should be {expected.__name__}")
-        config[key] = value
+        clean[key] = value
+    return clean
+
+
+def _merge(config: Config, updates: dict[str, Any], source: str) -> None:
+    config.update(typed_updates(config, updates, source))
 
 
 def resolve(model: str, dataset: str, config_file: Path | None = None,
@@ -60,12 +78,6 @@ def resolve(model: str, dataset: str, config_file: Path | None = None,
     config: Config = dict(raw)
     _merge(config, per_dataset.get(dataset, {}), f"{model}.toml [dataset.{dataset}]")
     if config_file is not None:
-        try:
-            user = tomllib.loads(Path(config_file).read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"config file {config_file} not found") from None
-        except tomllib.TOMLDecodeError as err:
-            raise ConfigError(f"{config_file}: invalid TOML ({err})") from None
-        _merge(config, user, str(config_file))
+        _merge(config, read_toml(config_file, "config file"), str(config_file))
     _merge(config, overrides or {}, "--set")
     return config

@@ -6,12 +6,11 @@ Overrides (`--set run.rounds=5`, `--set devices.low.budget_bytes=20000`) are app
 from __future__ import annotations
 
 import json
-import tomllib
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fedrec.configs import parse_value
+from fedrec.configs import parse_value, read_toml, typed_updates
 from fedrec.errors import ConfigError
 from fedrec.federation.devices import DeviceMix
 
@@ -78,17 +77,7 @@ def _apply_override(data: dict[str, Any], dotted: str, value: Any) -> None:
 
 
 def _run_settings(table: dict[str, Any], source: str) -> RunSettings:
-    types = {f.name: type(f.default) for f in fields(RunSettings)}
-    unknown = sorted(set(table) - set(types))
-    if unknown:
-        raise ConfigError(f"{source} [run]: unknown key(s) {unknown}; valid keys: {sorted(types)}")
-    clean = {}
-    for key, value in table.items():
-        if types[key] is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if not isinstance(value, types[key]):
-            raise ConfigError(f"{source} [run]: {key} = {value!r} should be {types[key].__name__}")
-        clean[key] = value
+    clean = typed_updates(asdict(RunSettings()), table, f"{source} [run]")
     settings = RunSettings(**clean)
     positive = [k for k in ("max_dim", "rounds", "clients_per_round", "local_epochs", "eval_every",
                             "clients_per_node") if getattr(settings, k) < 1]
@@ -107,12 +96,7 @@ def from_dict(data: dict[str, Any], source: str) -> Scenario:
 
 
 def load(path: Path, overrides: dict[str, str] | None = None) -> Scenario:
-    try:
-        data = tomllib.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"scenario file {path} not found") from None
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{path}: invalid TOML ({err})") from None
+    data = read_toml(path, "scenario file")
     for dotted, text in (overrides or {}).items():
         _apply_override(data, dotted, parse_value(text))
     return from_dict(data, str(path))

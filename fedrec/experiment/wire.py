@@ -15,10 +15,10 @@ def _arrays(named: dict[str, np.ndarray]) -> ArrayRecord:
     return ArrayRecord({k: Array(np.ascontiguousarray(v)) for k, v in named.items()})
 
 
-def pack_train(tasks: list[TrainTask], scenario_json: str, round_: int) -> RecordDict:
+def pack_train(tasks: list[TrainTask], run_json: str, round_: int) -> RecordDict:
     """One node's train tasks. The table is sent once at the widest width among the node's users."""
     widest = max(tasks, key=lambda t: t.items.shape[1])
-    config = ConfigRecord({"scenario": scenario_json, "round": round_, "users": [t.user for t in tasks],
+    config = ConfigRecord({"scenario": run_json, "round": round_, "users": [t.user for t in tasks],
                            "tiers": [t.tier for t in tasks], "widths": [t.items.shape[1] for t in tasks],
                            "failure_prob": [float(t.failure_prob) for t in tasks],
                            "nested": [int(w) for w in widest.widths]})
@@ -53,9 +53,9 @@ def unpack_train_replies(content: RecordDict) -> tuple[list[TrainReply], list[in
     return replies, [int(u) for u in m["failed"]]
 
 
-def pack_evaluate(tasks: list[EvalTask], scenario_json: str, round_: int) -> RecordDict:
+def pack_evaluate(tasks: list[EvalTask], run_json: str, round_: int) -> RecordDict:
     widest = max(tasks, key=lambda t: t.items.shape[1])
-    config = ConfigRecord({"scenario": scenario_json, "round": round_, "users": [t.user for t in tasks],
+    config = ConfigRecord({"scenario": run_json, "round": round_, "users": [t.user for t in tasks],
                            "tiers": [t.tier for t in tasks], "widths": [t.items.shape[1] for t in tasks],
                            "split": tasks[0].split})
     return RecordDict({"items": _arrays({"items": widest.items}), "config": config})
