@@ -14,14 +14,13 @@ from fedrec.data.dataset import InteractionLog
 from fedrec.data.lightgcn import read_lightgcn
 from fedrec.data.movielens import read_movielens
 from fedrec.data.recbole import read_atomic
-from fedrec.data.registry import data_root, known_datasets, load_dataset
+from fedrec.data.registry import known_datasets, load_dataset
 from fedrec.data.sessions import load_plain_pickle, read_session_pickles
 from fedrec.data.splits import leave_last_out, predefined_cf_split, session_pairs, session_split
 from fedrec.data.synthetic import generate
 from fedrec.errors import ConfigError, DatasetError
+from realdata import DATA, real_data
 
-DATA = data_root() or Path(__file__).resolve().parents[2] / "shared" / "data"
-real_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"real datasets not present at {DATA} (set FEDREC_DATA)")
 
 
 def write(path: Path, text: str) -> Path:

@@ -5,12 +5,11 @@ import numpy as np
 import pytest
 
 from fedrec.cli import main
-from fedrec.data.registry import data_root, load_dataset
+from fedrec.data.registry import load_dataset
 from fedrec.data.movielens import read_movielens
 from fedrec.data.splits import time_segments
+from realdata import ROOT, real_data
 
-ROOT = data_root()
-real_data = pytest.mark.skipif(ROOT is None, reason="real datasets not found (../shared/data or $FEDREC_DATA)")
 
 
 @real_data
