@@ -2,7 +2,8 @@
 
 Each round: sample users, drop the unavailable ones, send each device its tier's slice, validate every reply (a bad
 or failed reply is logged and dropped, the round goes on), aggregate by holders, record traffic and simulated time,
-and every `eval_every` rounds evaluate every user on its own device, reported per tier.
+and every `eval_every` rounds evaluate every user on its own device, reported per tier: validation metrics (for
+choosing settings, `valid_*` columns) and test metrics.
 """
 from __future__ import annotations
 
@@ -125,8 +126,10 @@ class Coordinator:
             stats = self.train_round(round_, transport)
             row = {"round": round_, **stats}
             if round_ % self.run.eval_every == 0 or round_ == self.run.rounds:
-                for tier, metrics in self.evaluate(round_, transport).items():
-                    self.history.rows.append({"round": round_, "tier": tier, **metrics})
+                valid = self.evaluate(round_, transport, "valid")
+                for tier, metrics in self.evaluate(round_, transport, "test").items():
+                    selection = {f"valid_{k}": v for k, v in valid.get(tier, {}).items() if k in SHOWN}
+                    self.history.rows.append({"round": round_, "tier": tier, **metrics, **selection})
             row["wall_seconds"] = time.perf_counter() - started
             self.history.rows.append({"tier": "all", **row})
             if checkpoint is not None:
