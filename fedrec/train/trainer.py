@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,42 +73,64 @@ def refit(split: Split, model_name: str, config: Config, epochs: int, seed: int 
     return model
 
 
-def fit(split: Split, model_name: str, config: Config, seed: int = 0, log=print) -> TrainResult:
+@dataclass
+class Best:
+    """The best validation point so far: its epoch, score, model state and validation metrics."""
+
+    epoch: int
+    score: float
+    state: dict[str, torch.Tensor]
+    valid: dict[str, float] = field(default_factory=dict)
+
+
+def _evaluation_row(model: Recommender, split: Split, config: Config) -> dict[str, float]:
+    row = {f"valid_{k}": v for k, v in _evaluate(model, split.valid, config).items()}
+    if config["track_test"]:
+        row |= {f"test_{k}": v for k, v in _evaluate(model, split.test, config).items()}
+    return row
+
+
+def _early_stopped(model: Recommender, split: Split, config: Config, rng: np.random.Generator,
+                   log: Callable[[str], None]) -> tuple[list[dict[str, Any]], Best]:
+    """Epochs until `patience` validation runs bring no improvement; the per-epoch rows and the best point."""
+    best = Best(0, -np.inf, copy.deepcopy(model.state_dict()))
+    rows: list[dict[str, Any]] = []
+    if not model.trainable or config["epochs"] < 1:
+        return rows, best
+    optimizer, stale = _optimizer(model, config), 0
+    for epoch in range(1, config["epochs"] + 1):
+        start = time.perf_counter()
+        loss = _train_epoch(model, optimizer, split, config, rng, f"epoch {epoch}")
+        row: dict[str, Any] = {"epoch": epoch, "loss": loss, "train_seconds": time.perf_counter() - start}
+        rows.append(row)
+        if epoch % config["eval_every"] and epoch != config["epochs"]:
+            continue
+        row |= _evaluation_row(model, split, config)
+        score = row[f"valid_{config['select_metric']}"]
+        if score > best.score:
+            valid = {k.removeprefix("valid_"): v for k, v in row.items() if k.startswith("valid_")}
+            best, stale = Best(epoch, score, copy.deepcopy(model.state_dict()), valid), 0
+        else:
+            stale += 1
+        log(f"epoch {epoch}: loss {loss:.4f}, valid {config['select_metric']} {score:.4f} "
+            f"(best {best.score:.4f} @ {best.epoch}), {row['train_seconds']:.1f}s")
+        if stale >= config["patience"]:
+            log(f"early stop: no validation improvement in {stale} evaluations")
+            break
+    return rows, best
+
+
+def fit(split: Split, model_name: str, config: Config, seed: int = 0,
+        log: Callable[[str], None] = print) -> TrainResult:
     """Train `model_name` on `split`, early-stopped on validation; returns the best model and its summary."""
     rng = seed_everything(seed)
     model = build_model(model_name, split, config)
-    rows: list[dict[str, Any]] = []
-    best = {"epoch": 0, "score": -np.inf, "state": copy.deepcopy(model.state_dict()), "valid": {}}
-    if model.trainable and config["epochs"] > 0:
-        optimizer = _optimizer(model, config)
-        stale = 0
-        for epoch in range(1, config["epochs"] + 1):
-            start = time.perf_counter()
-            loss = _train_epoch(model, optimizer, split, config, rng, f"epoch {epoch}")
-            row: dict[str, Any] = {"epoch": epoch, "loss": loss, "train_seconds": time.perf_counter() - start}
-            if epoch % config["eval_every"] == 0 or epoch == config["epochs"]:
-                row.update({f"valid_{k}": v for k, v in _evaluate(model, split.valid, config).items()})
-                if config["track_test"]:
-                    row.update({f"test_{k}": v for k, v in _evaluate(model, split.test, config).items()})
-                score = row[f"valid_{config['select_metric']}"]
-                if score > best["score"]:
-                    best = {"epoch": epoch, "score": score, "state": copy.deepcopy(model.state_dict()),
-                            "valid": {k.removeprefix("valid_"): v for k, v in row.items() if k.startswith("valid_")}}
-                    stale = 0
-                else:
-                    stale += 1
-                log(f"epoch {epoch}: loss {loss:.4f}, valid {config['select_metric']} {score:.4f} "
-                    f"(best {best['score']:.4f} @ {best['epoch']}), {row['train_seconds']:.1f}s")
-            rows.append(row)
-            if stale >= config["patience"]:
-                log(f"early stop: no validation improvement in {stale} evaluations")
-                break
-    model.load_state_dict(best["state"])
-    valid = best["valid"] or _evaluate(model, split.valid, config)
+    rows, best = _early_stopped(model, split, config, rng, log)
+    model.load_state_dict(best.state)
     test = _evaluate(model, split.test, config)
     summary = {
-        "metrics": {"valid": valid, "test": test},
-        "best_epoch": best["epoch"],
+        "metrics": {"valid": best.valid or _evaluate(model, split.valid, config), "test": test},
+        "best_epoch": best.epoch,
         "epochs_run": len(rows),
         "seconds_per_epoch": statistics.median(r["train_seconds"] for r in rows) if rows else 0.0,
         "model": model_name,
@@ -118,12 +141,12 @@ def fit(split: Split, model_name: str, config: Config, seed: int = 0, log=print)
     }
     if config["track_test"] and rows:
         summary["metrics"]["test_best_epoch"] = _best_per_metric(rows)
-    if config["refit"] and best["epoch"] > 0:
-        log(f"refit on training + validation data for {best['epoch']} epochs")
-        model = refit(split, model_name, config, best["epoch"], seed)
+    if config["refit"] and best.epoch > 0:
+        log(f"refit on training + validation data for {best.epoch} epochs")
+        model = refit(split, model_name, config, best.epoch, seed)
         summary["metrics"]["test_before_refit"] = test
         summary["metrics"]["test"] = _evaluate(model, split.test, config)
-        summary["refit_epochs"] = best["epoch"]
+        summary["refit_epochs"] = best.epoch
     return TrainResult(model=model, summary=summary, epochs=rows)
 
 

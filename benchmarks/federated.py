@@ -1,0 +1,84 @@
+"""Federated simulation costs on Flower's Ray engine (BENCHMARKS.md), each figure measured in this one run.
+
+1. Per-client-round cost of fedrec's ClientApp against a no-op ClientApp (same ServerApp, same scenario, same
+   machine, same run of this script): median seconds per training round at `--clients` clients per round, and the ratio.
+2. Cohort mode: one round in which every user trains, all users simulated by `--nodes` nodes.
+
+    python benchmarks/federated.py --scenario simulations/ml100k_mf.toml --clients 100 --rounds 6
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+from flwr.app import Context, Message
+from flwr.clientapp import ClientApp
+
+from fedrec.data.registry import load_dataset
+from fedrec.experiment import runner, scenario as scenario_file, wire
+
+noop_app = ClientApp()
+
+
+@noop_app.train()
+def _noop_train(msg: Message, context: Context) -> Message:
+    """Answers at once with no update: what Flower + Ray cost per client, with fedrec's message sizes."""
+    return Message(wire.pack_train_replies([], failed=[]), reply_to=msg)
+
+
+@noop_app.query()
+def _noop_query(msg: Message, context: Context) -> Message:
+    from clients.app import query
+
+    return query(msg, context)
+
+
+def _round_seconds(out: Path) -> list[float]:
+    """Wall seconds of the training-only rounds: the first (actor start-up) and last (evaluation) are left out."""
+    rounds = pd.read_parquet(out / "rounds.parquet")
+    return rounds.loc[rounds["tier"] == "all", "wall_seconds"].tolist()[1:-1]
+
+
+def _run(scenario: scenario_file.Scenario, out: Path, client_app: ClientApp | None = None) -> list[float]:
+    if client_app is None:
+        runner.simulate(scenario, out)
+    else:
+        import clients.app
+
+        original, clients.app.app = clients.app.app, client_app
+        try:
+            runner.simulate(scenario, out)
+        finally:
+            clients.app.app = original
+    return _round_seconds(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scenario", type=Path, default=Path("simulations/ml100k_mf.toml"))
+    parser.add_argument("--clients", type=int, default=100, help="clients per round")
+    parser.add_argument("--rounds", type=int, default=7, help="rounds per run (the first and last are not timed)")
+    parser.add_argument("--nodes", type=int, default=2, help="nodes for the cohort-mode full round")
+    args = parser.parse_args()
+    sets = {"run.rounds": str(args.rounds), "run.clients_per_round": str(args.clients),
+            "run.eval_every": str(10**6)}
+    base = scenario_file.load(args.scenario, sets)
+    n_users = load_dataset(base.run.dataset).n_users
+    with tempfile.TemporaryDirectory() as tmp:
+        ours = _run(base, Path(tmp) / "ours")
+        noop = _run(base, Path(tmp) / "noop", noop_app)
+        cohort = scenario_file.load(args.scenario, sets | {
+            "run.rounds": "3", "run.clients_per_round": str(n_users),
+            "run.clients_per_node": str(-(-n_users // args.nodes))})
+        full_round = _run(cohort, Path(tmp) / "cohort")
+    ours_med, noop_med = statistics.median(ours), statistics.median(noop)
+    print(f"| {base.run.dataset} | {args.clients} clients/round | fedrec ClientApp {ours_med:.2f} s/round | "
+          f"no-op ClientApp {noop_med:.2f} s/round | ratio {ours_med / noop_med:.2f} |")
+    print(f"| cohort mode | all {n_users} users in one round on {args.nodes} nodes | {full_round[0]:.2f} s |")
+
+
+if __name__ == "__main__":
+    main()
