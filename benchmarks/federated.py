@@ -29,6 +29,11 @@ def _noop_train(msg: Message, context: Context) -> Message:
     return Message(wire.pack_train_replies([], failed=[]), reply_to=msg)
 
 
+@noop_app.evaluate()
+def _noop_evaluate(msg: Message, context: Context) -> Message:
+    return Message(wire.pack_eval_replies([]), reply_to=msg)
+
+
 @noop_app.query()
 def _noop_query(msg: Message, context: Context) -> Message:
     from clients.app import query
