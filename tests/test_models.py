@@ -8,9 +8,10 @@ from fedrec.models.mf import MF, NegativeSampler
 from fedrec.models.sasrec import SASRec, PrefixPairs, pad_histories
 
 
-def make_sasrec(n_items=30, dim=8, max_len=6, dropout=0.0):
+def make_sasrec(n_items=30, dim=8, max_len=6, dropout=0.0, score_scale=0.0):
     torch.manual_seed(0)
-    return SASRec(FullEmbedding(EmbeddingSpec("full", n_items, dim)), max_len=max_len, heads=2, dropout=dropout).eval()
+    return SASRec(FullEmbedding(EmbeddingSpec("full", n_items, dim)), max_len=max_len, heads=2, dropout=dropout,
+                  score_scale=score_scale).eval()
 
 
 def test_prefix_pairs_cover_every_next_item_with_truncated_prefixes():
@@ -21,6 +22,32 @@ def test_prefix_pairs_cover_every_next_item_with_truncated_prefixes():
     assert targets.tolist() == [2, 3, 4, 6]
     rows = [ids[r][mask[r]].tolist() for r in range(len(targets))]
     assert rows == [[1], [1, 2], [2, 3], [5]]
+
+
+def test_bucketed_batches_cover_every_pair_once_with_little_padding():
+    rng = np.random.default_rng(3)
+    seqs = [np.arange(rng.integers(2, 40)) for _ in range(300)]
+    pairs = PrefixPairs(seqs, max_len=50)
+    batches = pairs.bucketed_batches(16, np.random.default_rng(0), pool=8)
+    assert sorted(np.concatenate(batches).tolist()) == list(range(len(pairs)))
+    assert all(len(b) <= 16 for b in batches) and len(batches) == -(-len(pairs) // 16)
+    width = lambda rows: pairs.lengths()[rows].max()
+    plain = np.random.default_rng(0).permutation(len(pairs))
+    plain_width = np.mean([width(plain[i:i + 16]) for i in range(0, len(plain), 16)])
+    assert np.mean([width(b) for b in batches]) < 0.6 * plain_width
+    again = pairs.bucketed_batches(16, np.random.default_rng(0), pool=8)
+    assert all(np.array_equal(a, b) for a, b in zip(batches, again))
+
+
+def test_normalised_scores_are_scaled_cosines():
+    model = make_sasrec(score_scale=5.0)
+    session = torch.randn(3, 8)
+    table = model.items.lookup(torch.arange(30))
+    expected = 5.0 * torch.nn.functional.cosine_similarity(session[:, None, :], table[None, :, :], dim=2)
+    assert torch.allclose(model.scores(session), expected, atol=1e-5)
+    assert model.scores(session).abs().max() <= 5.0 + 1e-5
+    plain = make_sasrec()
+    assert torch.allclose(plain.scores(session), session @ table.T, atol=1e-6)
 
 
 def test_hidden_state_at_a_position_ignores_later_items():

@@ -21,7 +21,8 @@ def build_model(name: str, split: Split, config: Config) -> Recommender:
     if name == "sasrec":
         return SASRec(build(spec, init_range=config["init_range"]), max_len=config["max_len"],
                       layers=config["layers"], heads=config["heads"], inner=config["inner"],
-                      dropout=config["dropout"], init_range=config["init_range"])
+                      dropout=config["dropout"], init_range=config["init_range"],
+                      score_scale=config["score_scale"])
     if name == "pop":
         return Popularity(build(spec), split.item_popularity())
     raise ConfigError(f"unknown model {name!r}; expected one of {list(MODELS)}")

@@ -36,6 +36,25 @@ class PrefixPairs:
     def __len__(self) -> int:
         return len(self.target_pos)
 
+    def lengths(self) -> np.ndarray:
+        """Prefix length of each pair after truncation to `max_len`."""
+        return np.minimum(self.target_pos - self.prefix_start, self.max_len)
+
+    def bucketed_batches(self, batch_size: int, rng: np.random.Generator, pool: int = 64) -> list[np.ndarray]:
+        """Every pair once, in random batches of similar prefix length, in random order.
+
+        Pairs are shuffled, cut into pools of `pool` batches, sorted by length inside each pool and batched; padding
+        to the longest prefix of a batch then costs little (the Transformer runs ~2x faster on Tmall).
+        """
+        order = rng.permutation(len(self))
+        lengths = self.lengths()
+        batches = []
+        for start in range(0, len(order), batch_size * pool):
+            chunk = order[start:start + batch_size * pool]
+            chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+            batches.extend(chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size))
+        return [batches[i] for i in rng.permutation(len(batches))]
+
     def batch(self, rows: np.ndarray) -> Batch:
         end = self.target_pos[rows]
         start = np.maximum(self.prefix_start[rows], end - self.max_len)
@@ -106,8 +125,10 @@ class TransformerBlock(nn.Module):
 
 class SASRec(Recommender):
     def __init__(self, items: ItemEmbedding, max_len: int = 50, layers: int = 1, heads: int = 1,
-                 inner: int | None = None, dropout: float = 0.2, init_range: float = 0.1):
+                 inner: int | None = None, dropout: float = 0.2, init_range: float = 0.1,
+                 score_scale: float = 0.0):
         super().__init__(items)
+        self.score_scale = score_scale
         dim = items.dim
         self.max_len = max_len
         self.positions = nn.Embedding(max_len, dim)
@@ -133,6 +154,18 @@ class SASRec(Recommender):
         """Session representation [B, d]: the soft-attention readout over the real positions."""
         return self.readout(self.hidden_states(ids, mask), mask)
 
+    def scores(self, session: torch.Tensor) -> torch.Tensor:
+        """Scores of every item for session vectors [B, d].
+
+        score_scale = 0 gives the papers' dot product s·E. score_scale = c > 0 gives c·cos(s, e) (NISER's normalised
+        scoring): it stops popular items winning by embedding norm alone, which matters when many targets are rare
+        items already seen in the session (45% of Tmall's test targets are repeats).
+        """
+        if self.score_scale <= 0:
+            return self.items.score_all(session)
+        norms = self.items.lookup(torch.arange(self.items.n_items)).norm(dim=1).clamp_min(1e-12)
+        return self.score_scale * self.items.score_all(F.normalize(session, dim=1)) / norms
+
     def _training_pairs(self, split: Split) -> PrefixPairs:
         if self._pairs is None:
             self._pairs = PrefixPairs(split.train_sequences, self.max_len)
@@ -143,13 +176,12 @@ class SASRec(Recommender):
 
     def batches(self, split: Split, batch_size: int, rng: np.random.Generator) -> Iterator[Batch]:
         pairs = self._training_pairs(split)
-        order = rng.permutation(len(pairs))
-        for start in range(0, len(order), batch_size):
-            yield pairs.batch(order[start:start + batch_size])
+        for rows in pairs.bucketed_batches(batch_size, rng):
+            yield pairs.batch(rows)
 
     def loss(self, batch: Batch) -> torch.Tensor:
         ids, mask, targets = batch
-        return F.cross_entropy(self.items.score_all(self.encode(ids, mask)), targets)
+        return F.cross_entropy(self.scores(self.encode(ids, mask)), targets)
 
     def score(self, examples: EvalSet) -> torch.Tensor:
-        return self.items.score_all(self.encode(*pad_histories(examples.histories, self.max_len)))
+        return self.scores(self.encode(*pad_histories(examples.histories, self.max_len)))
