@@ -7,24 +7,14 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from fedrec.configs import model_names, parse_value, require_model, resolve
+from fedrec.configs import key_values, model_names, parse_value, require_model, resolve
 from fedrec.errors import ConfigError, FedrecError
 
 SUMMARY_KEYS = ("recall@20", "ndcg@20", "hr@20", "mrr@20")
 
 
-def _key_values(pairs: Sequence[str], flag: str) -> dict[str, str]:
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"{flag} expects key=value, got {pair!r}")
-        out[key.strip()] = value.strip()
-    return out
-
-
 def _columns(text: str | None) -> dict[str, str] | None:
-    return None if text is None else _key_values(text.split(","), "--columns")
+    return None if text is None else key_values(text.split(","), "--columns")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -32,7 +22,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from fedrec.train.trainer import fit, save_run
 
     require_model(args.model)
-    overrides = {k: parse_value(v) for k, v in _key_values(args.set, "--set").items()}
+    overrides = {k: parse_value(v) for k, v in key_values(args.set, "--set").items()}
     if args.epochs is not None:
         overrides["epochs"] = args.epochs
     started = time.perf_counter()
@@ -54,7 +44,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from fedrec.experiment.rundir import report
     from fedrec.experiment.runner import simulate
 
-    overrides = _key_values(args.set, "--set")
+    overrides = key_values(args.set, "--set")
     if args.ray_address:
         overrides["run.ray_address"] = args.ray_address
     if args.resume:

@@ -43,6 +43,7 @@ def test_normalised_scores_are_scaled_cosines():
     model = make_sasrec(score_scale=5.0)
     session = torch.randn(3, 8)
     table = model.items.lookup(torch.arange(30))
+    assert torch.equal(model.items.table(), table)
     expected = 5.0 * torch.nn.functional.cosine_similarity(session[:, None, :], table[None, :, :], dim=2)
     assert torch.allclose(model.scores(session), expected, atol=1e-5)
     assert model.scores(session).abs().max() <= 5.0 + 1e-5

@@ -6,7 +6,7 @@ then explicit overrides (`--set key=value`, `--epochs`, `--seed`). Unknown keys 
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,17 @@ def read_toml(path: Path, what: str) -> dict[str, Any]:
         raise ConfigError(f"{what} {path} not found") from None
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: invalid TOML ({err})") from None
+
+
+def key_values(pairs: Sequence[str], flag: str) -> dict[str, str]:
+    """{"key": "value"} from ["key=value", ...]; `flag` names the option in the error."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"{flag} expects key=value, got {pair!r}")
+        out[key.strip()] = value.strip()
+    return out
 
 
 def typed_updates(defaults: Mapping[str, Any], updates: Mapping[str, Any], source: str) -> dict[str, Any]:

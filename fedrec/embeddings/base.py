@@ -54,6 +54,10 @@ class ItemEmbedding(nn.Module, ABC):
     def score_all(self, query: torch.Tensor) -> torch.Tensor:
         """Scores of every item for each query row: [B, dim] -> [B, n_items], by the fastest exact route."""
 
+    def table(self) -> torch.Tensor:
+        """Every item's embedding [n_items, dim] (differentiable); methods that store a table return it directly."""
+        return self.lookup(torch.arange(self.n_items))
+
     @abstractmethod
     def payload(self) -> dict[str, torch.Tensor]:
         """The tensors a device stores, by name, in the dtype they are stored in."""

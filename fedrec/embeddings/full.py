@@ -26,6 +26,9 @@ class FullEmbedding(ItemEmbedding):
     def lookup(self, ids: torch.Tensor) -> torch.Tensor:
         return self.weight[ids]
 
+    def table(self) -> torch.Tensor:
+        return self.weight
+
     def score_all(self, query: torch.Tensor) -> torch.Tensor:
         return query @ self.weight.T
 

@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fedrec.configs import key_values
 from fedrec.errors import ConfigError, FedrecError
+from fedrec.experiment import rundir
 from fedrec.experiment import scenario as scenario_file
 from fedrec.experiment.scenario import Scenario
 
@@ -65,8 +67,11 @@ def take_request(context: Any) -> RunRequest:
     if "scenario" not in config:
         raise ConfigError("no scenario: run `fedrec simulate SCENARIO.toml --out DIR`, or give run config "
                           "keys scenario=PATH and out=DIR to `flwr run`")
-    return RunRequest(scenario_file.load(Path(str(config["scenario"]))), Path(str(config.get("out", "runs/flwr"))),
-                      _stderr)
+    overrides = key_values(str(config.get("set", "")).split(), "run config key `set`")
+    scenario = scenario_file.load(Path(str(config["scenario"])), overrides)
+    out = Path(str(config.get("out", "runs/flwr")))
+    rundir.start(out, scenario, resume=False)
+    return RunRequest(scenario, out, _stderr)
 
 
 def check_ray_address(address: str, timeout: float = 3.0) -> None:
@@ -97,7 +102,6 @@ def simulate(scenario: Scenario, out: Path, engine: str = "ray", log: Callable[[
     import json
 
     from fedrec.data.registry import load_dataset
-    from fedrec.experiment import rundir
     from fedrec.federation.fedmf import tiers_for
 
     split = load_dataset(scenario.run.dataset)

@@ -163,7 +163,7 @@ class SASRec(Recommender):
         """
         if self.score_scale <= 0:
             return self.items.score_all(session)
-        norms = self.items.lookup(torch.arange(self.items.n_items)).norm(dim=1).clamp_min(1e-12)
+        norms = self.items.table().norm(dim=1).clamp_min(1e-12)
         return self.score_scale * self.items.score_all(F.normalize(session, dim=1)) / norms
 
     def _training_pairs(self, split: Split) -> PrefixPairs:
