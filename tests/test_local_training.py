@@ -1,12 +1,14 @@
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from fedrec.train.local import sample_negatives, train_mf_client
 
 
 def setup(width=8, n_items=50):
-    torch.manual_seed(0)
-    return torch.randn(n_items, width) * 0.1, torch.randn(width) * 0.1, np.array([3, 7, 11, 20])
+    rng = np.random.default_rng(0)
+    items = (rng.normal(size=(n_items, width)) * 0.1).astype(np.float32)
+    return items, (rng.normal(size=width) * 0.1).astype(np.float32), np.array([3, 7, 11, 20])
 
 
 def margin(items, user, positives, negatives, width):
@@ -20,17 +22,51 @@ def test_update_covers_only_touched_rows_and_improves_ranking_at_every_prefix():
                              rng=np.random.default_rng(0))
     assert set(positives) <= set(update.rows.tolist()) and len(update.rows) < 50
     assert update.item_delta.shape == (len(update.rows), 8) and update.n_examples == 4
-    new_items = items.clone()
+    new_items = items.copy()
     new_items[update.rows] += update.item_delta
     for width in (2, 4, 8):
         assert margin(new_items, update.user, positives, others, width) > margin(items, user, positives, others, width)
+
+
+def autograd_reference(items, user, positives, widths, epochs, lr, l2, rng):
+    """The same local problem solved with torch autograd and SGD: the definition the numpy gradients must match."""
+    pos = torch.from_numpy(positives)
+    negatives = torch.from_numpy(sample_negatives(positives, items.shape[0], epochs * len(pos), rng))
+    rows, inverse = torch.unique(torch.cat([pos, negatives]), return_inverse=True)
+    local = torch.from_numpy(items)[rows].clone().requires_grad_(True)
+    vector = torch.from_numpy(user).clone().requires_grad_(True)
+    pos_local, neg_local = inverse[:len(pos)], inverse[len(pos):].view(epochs, len(pos))
+    optimizer = torch.optim.SGD([local, vector], lr=lr)
+    for epoch in range(epochs):
+        optimizer.zero_grad()
+        p, n = local[pos_local], local[neg_local[epoch]]
+        terms = []
+        for w in widths:
+            reg = (vector[:w].pow(2).sum() * len(pos) + p[:, :w].pow(2).sum() + n[:, :w].pow(2).sum()) / (2 * len(pos))
+            terms.append(-F.logsigmoid(p[:, :w] @ vector[:w] - n[:, :w] @ vector[:w]).mean() + l2 * reg)
+        loss = sum(terms) / len(terms)
+        loss.backward()
+        optimizer.step()
+    return rows.numpy(), local.detach().numpy(), vector.detach().numpy(), loss.item()
+
+
+def test_numpy_gradients_match_autograd_with_nested_widths_and_repeated_negatives():
+    items, user, positives = setup(n_items=24)  # 24 items, 4 positives, 6x4 negatives: some repeat in an epoch
+    update = train_mf_client(items, user, positives, [2, 4, 8], 6, 0.3, 0.05, np.random.default_rng(1))
+    rows, local, vector, loss = autograd_reference(items, user, positives, [2, 4, 8], 6, 0.3, 0.05,
+                                                   np.random.default_rng(1))
+    assert np.array_equal(update.rows, rows)
+    np.testing.assert_allclose(items[rows] + update.item_delta, local, atol=1e-6)
+    np.testing.assert_allclose(update.user, vector, atol=1e-6)
+    assert abs(update.loss - loss) < 1e-5
 
 
 def test_same_rng_same_update():
     items, user, positives = setup()
     a = train_mf_client(items, user, positives, [4], 3, 0.1, 1e-4, np.random.default_rng(5))
     b = train_mf_client(items, user, positives, [4], 3, 0.1, 1e-4, np.random.default_rng(5))
-    assert torch.equal(a.rows, b.rows) and torch.equal(a.item_delta, b.item_delta) and torch.equal(a.user, b.user)
+    assert np.array_equal(a.rows, b.rows) and np.array_equal(a.item_delta, b.item_delta)
+    assert np.array_equal(a.user, b.user)
 
 
 def test_negatives_avoid_positives():

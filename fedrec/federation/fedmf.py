@@ -101,8 +101,8 @@ class FederatedMF:
 def train_client(split: Split, run: RunSettings, user: int, items: torch.Tensor, user_vector: torch.Tensor,
                  widths: list[int], round_: int) -> LocalUpdate:
     rng = np.random.default_rng([run.seed, round_, user])
-    return train_mf_client(items, user_vector, split.train_sequences[user], widths, run.local_epochs, run.lr, run.l2,
-                           rng)
+    return train_mf_client(items.numpy(), user_vector.numpy(), split.train_sequences[user], widths, run.local_epochs,
+                           run.lr, run.l2, rng)
 
 
 def evaluate_client(data: EvalSet, user: int, items: torch.Tensor, user_vector: torch.Tensor) -> dict[str, float]:

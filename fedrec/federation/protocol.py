@@ -77,9 +77,9 @@ def handle_train(split: Split, run: RunSettings, task: TrainTask, round_: int, s
     items = torch.from_numpy(task.items)
     update = train_client(split, run, task.user, items,
                           _user_vector(states, run, task.user, items.shape[1], round_ - 1), task.widths, round_)
-    states.put(task.user, round_, update.user.numpy().astype(np.float32))
-    return TrainReply(task.user, task.tier, update.rows.numpy().astype(np.int64),
-                      update.item_delta.numpy().astype(np.float32), update.n_examples, update.loss,
+    states.put(task.user, round_, update.user.astype(np.float32))
+    return TrainReply(task.user, task.tier, update.rows.astype(np.int64),
+                      update.item_delta.astype(np.float32), update.n_examples, update.loss,
                       time.perf_counter() - started)
 
 
