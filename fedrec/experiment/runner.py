@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,18 @@ class RunRequest:
     @property
     def checkpoint(self) -> Path:
         return self.out / "checkpoint.npz"
+
+    def progress(self) -> Callable[[int, dict], None]:
+        """A one-line report per round (clients aggregated and dropped, loss, ETA), started now."""
+        started, rounds, first = time.perf_counter(), self.scenario.run.rounds, 0
+
+        def show(round_: int, row: dict) -> None:
+            nonlocal first
+            first = first or round_  # a resumed run starts later than round 1: the rate is over rounds run here
+            eta = (time.perf_counter() - started) / (round_ - first + 1) * (rounds - round_)
+            self.log(f"round {round_}/{rounds}: {row['aggregated']}/{row['sampled']} clients aggregated, "
+                     f"{row['dropped']} dropped, loss {row['loss']:.4f}, {row['wall_seconds']:.1f}s, ETA {eta:.0f}s")
+        return show
 
     def coordinator(self, split: Any) -> Any:
         """The round loop for this run, restored from the checkpoint when resuming."""
@@ -113,7 +126,7 @@ def simulate(scenario: Scenario, out: Path, engine: str = "ray", log: Callable[[
 
         coordinator = request.coordinator(split)
         coordinator.run_rounds(InProcessTransport(split, scenario.run, request.device_dir),
-                               checkpoint=request.checkpoint)
+                               progress=request.progress(), checkpoint=request.checkpoint)
         return rundir.write(out, coordinator, scenario)
     if engine != "ray":
         raise ConfigError(f"unknown engine {engine!r}; expected 'ray' or 'inprocess'")
