@@ -6,10 +6,11 @@ from typing import Any
 
 from fedrec.embeddings import artifact
 from fedrec.embeddings.base import EmbeddingSpec, ItemEmbedding
+from fedrec.embeddings.codes import CodesEmbedding
 from fedrec.embeddings.full import FullEmbedding
 from fedrec.errors import ConfigError
 
-METHODS: dict[str, type[ItemEmbedding]] = {FullEmbedding.method: FullEmbedding}
+METHODS: dict[str, type[ItemEmbedding]] = {m.method: m for m in (FullEmbedding, CodesEmbedding)}
 
 
 def method_class(name: str) -> type[ItemEmbedding]:
@@ -26,8 +27,8 @@ def load(path: str | Path) -> ItemEmbedding:
     """Rebuild a representation from its exported artifact."""
     spec_dict, tensors, _ = artifact.read(Path(path))
     module = build(EmbeddingSpec(**spec_dict))
-    module.load_state_dict(tensors)
+    module.load_payload(tensors)
     return module
 
 
-__all__ = ["EmbeddingSpec", "ItemEmbedding", "FullEmbedding", "METHODS", "build", "load", "method_class"]
+__all__ = ["EmbeddingSpec", "ItemEmbedding", "FullEmbedding", "CodesEmbedding", "METHODS", "build", "load", "method_class"]

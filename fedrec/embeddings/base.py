@@ -62,6 +62,10 @@ class ItemEmbedding(nn.Module, ABC):
     def payload(self) -> dict[str, torch.Tensor]:
         """The tensors a device stores, by name, in the dtype they are stored in."""
 
+    def load_payload(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Restore from the tensors `payload()` produced (methods that pack their storage override this)."""
+        self.load_state_dict(tensors)
+
     @classmethod
     @abstractmethod
     def for_budget(cls, budget_bytes: int, n_items: int, max_dim: int, **options: Any) -> EmbeddingSpec:
