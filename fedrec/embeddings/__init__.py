@@ -8,9 +8,11 @@ from fedrec.embeddings import artifact
 from fedrec.embeddings.base import EmbeddingSpec, ItemEmbedding
 from fedrec.embeddings.codes import CodesEmbedding
 from fedrec.embeddings.full import FullEmbedding
+from fedrec.embeddings.tt import STPTTEmbedding, TTEmbedding
 from fedrec.errors import ConfigError
 
-METHODS: dict[str, type[ItemEmbedding]] = {m.method: m for m in (FullEmbedding, CodesEmbedding)}
+METHODS: dict[str, type[ItemEmbedding]] = {
+    m.method: m for m in (FullEmbedding, CodesEmbedding, TTEmbedding, STPTTEmbedding)}
 
 
 def method_class(name: str) -> type[ItemEmbedding]:
@@ -31,4 +33,4 @@ def load(path: str | Path) -> ItemEmbedding:
     return module
 
 
-__all__ = ["EmbeddingSpec", "ItemEmbedding", "FullEmbedding", "CodesEmbedding", "METHODS", "build", "load", "method_class"]
+__all__ = ["EmbeddingSpec", "ItemEmbedding", "FullEmbedding", "CodesEmbedding", "TTEmbedding", "STPTTEmbedding", "METHODS", "build", "load", "method_class"]
