@@ -23,7 +23,7 @@ from fedrec.configs import Config
 from fedrec.data.dataset import EvalSet, Split
 from fedrec.metrics import evaluate
 from fedrec.models import Recommender, build_model
-from fedrec.results import write_json, write_parquet
+from fedrec.results import atomic_write, write_json, write_parquet
 
 
 @dataclass
@@ -162,4 +162,5 @@ def save_run(result: TrainResult, out_dir: Path) -> None:
     write_parquet(pd.DataFrame(result.epochs, columns=None if result.epochs else ["epoch"]),
                   out_dir / "epochs.parquet")
     result.model.items.export(out_dir / "item_embedding.fedrec")
+    atomic_write(out_dir / "model.pt", lambda tmp: torch.save(result.model.state_dict(), tmp))
     write_json(result.summary, out_dir / "summary.json")
