@@ -23,8 +23,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     require_model(args.model)
     overrides = {k: parse_value(v) for k, v in key_values(args.set, "--set").items()}
-    if args.epochs is not None:
-        overrides["epochs"] = args.epochs
+    for key in ("epochs", "embedding", "teacher"):
+        if getattr(args, key) is not None:
+            overrides[key] = getattr(args, key)
     started = time.perf_counter()
     split = load_dataset(args.dataset, seed=args.seed, columns=_columns(args.columns), min_rating=args.min_rating)
     config = resolve(args.model, split.name, args.config, overrides)
@@ -88,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", required=True, help="run directory (summary.json, epochs.parquet, artifact)")
     train.add_argument("--epochs", type=int, help="maximum epochs (overrides the model config)")
     train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--embedding", help="item table: full, codes, tt or stp_tt (sasrec)")
+    train.add_argument("--teacher", help="run directory of a full-table sasrec to learn codes from and distil")
     train.add_argument("--config", type=Path, help="TOML file of config keys (overrides model defaults)")
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one config key")
     train.add_argument("--columns", help="CSV column mapping, e.g. user=uid,item=iid,timestamp=ts")

@@ -75,3 +75,15 @@ def test_console_entry_point_prints_no_traceback(argv):
     proc = subprocess.run([sys.executable, "-m", "fedrec.cli", *argv], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and proc.stderr.startswith("fedrec: error:")
+
+
+def test_embedding_flag_trains_a_compressed_table_and_codes_need_a_teacher(tmp_path, capsys):
+    args = ["train", "--dataset", "synthetic", "--model", "sasrec", "--out", str(tmp_path / "tt"), "--epochs", "1",
+            "--embedding", "stp_tt", "--set", "dim=16", "--set", "inner=16", "--set", "stp_rank=8"]
+    assert main(args) == 0
+    summary = json.loads((tmp_path / "tt" / "summary.json").read_text())
+    assert summary["item_embedding"]["method"] == "stp_tt" and summary["item_embedding"]["options"]["rank"] == 8
+    capsys.readouterr()
+    line = error_line(capsys, ["train", "--dataset", "synthetic", "--model", "sasrec", "--out", str(tmp_path / "c"),
+                               "--embedding", "codes"])
+    assert "--set teacher=RUN_DIR" in line

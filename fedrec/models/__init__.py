@@ -1,9 +1,15 @@
 """Backbones by name; each builds its item table through the embedding interface."""
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
 from fedrec.configs import Config
 from fedrec.data.dataset import Split
-from fedrec.embeddings import EmbeddingSpec, build
+from fedrec.embeddings import CodesEmbedding, EmbeddingSpec, build
 from fedrec.errors import ConfigError
 from fedrec.models.base import Recommender
 from fedrec.models.mf import MF
@@ -13,19 +19,74 @@ from fedrec.models.sasrec import SASRec
 MODELS = ("mf", "pop", "sasrec")
 
 
-def build_model(name: str, split: Split, config: Config) -> Recommender:
+def item_spec(config: Config, n_items: int) -> EmbeddingSpec:
+    """The item representation a config asks for (`embedding` and its size keys; `full` when absent)."""
+    method = config.get("embedding", "full")
+    options = {"codes": lambda: {"codebooks": config["codebooks"], "codewords": config["codewords"]},
+               "tt": lambda: {"rank": config["tt_rank"]},
+               "stp_tt": lambda: {"rank": config["stp_rank"]}}.get(method, dict)()
+    return EmbeddingSpec(method, n_items, int(config["dim"]), options)
+
+
+def build_model(name: str, split: Split, config: Config, log: Callable[[str], None] = print) -> Recommender:
     """A fresh backbone for `split`, sized by `config` (torch's RNG must be seeded by the caller)."""
-    spec = EmbeddingSpec("full", split.n_items, int(config["dim"]))
+    spec = item_spec(config, split.n_items)
     if name == "mf":
         return MF(build(spec, init_std=config["init_std"]), split.n_users, l2=config["l2"], init_std=config["init_std"])
     if name == "sasrec":
-        return SASRec(build(spec, init_range=config["init_range"]), max_len=config["max_len"],
-                      layers=config["layers"], heads=config["heads"], inner=config["inner"],
-                      dropout=config["dropout"], init_range=config["init_range"],
-                      score_scale=config["score_scale"])
+        model = _sasrec(build(spec, init_range=config["init_range"]), config)
+        if not config["teacher"]:
+            if spec.method == "codes":
+                raise ConfigError("embedding = 'codes' learns its codes from a teacher: give --set teacher=RUN_DIR "
+                                  "(a run directory of `fedrec train --model sasrec` with the full table)")
+            return model
+        return _distil(model, load_teacher(Path(config["teacher"]), split), split, config, log)
     if name == "pop":
         return Popularity(build(spec), split.item_popularity())
     raise ConfigError(f"unknown model {name!r}; expected one of {list(MODELS)}")
 
 
-__all__ = ["MODELS", "Recommender", "build_model", "MF", "SASRec", "Popularity"]
+def _sasrec(items, config: Config) -> SASRec:
+    return SASRec(items, max_len=config["max_len"], layers=config["layers"], heads=config["heads"],
+                  inner=config["inner"], dropout=config["dropout"], init_range=config["init_range"],
+                  score_scale=config["score_scale"])
+
+
+def load_teacher(run_dir: Path, split: Split) -> SASRec:
+    """The SASRec saved by `fedrec train` in `run_dir` (its summary.json config, its model.pt weights)."""
+    summary, weights = run_dir / "summary.json", run_dir / "model.pt"
+    for path in (summary, weights):
+        if not path.exists():
+            raise ConfigError(f"teacher: {path} not found; expected a run directory written by `fedrec train "
+                              f"--model sasrec`")
+    config = json.loads(summary.read_text())["config"]
+    if json.loads(summary.read_text()).get("model") != "sasrec" or config.get("embedding", "full") != "full":
+        raise ConfigError(f"teacher: {run_dir} is not a full-table SASRec run")
+    teacher = _sasrec(build(item_spec(config, split.n_items)), config)
+    state = torch.load(weights, map_location="cpu", weights_only=True)
+    if state["items.weight"].shape[0] != split.n_items:
+        raise ConfigError(f"teacher: {run_dir} has {state['items.weight'].shape[0]} items; this dataset has "
+                          f"{split.n_items}")
+    teacher.load_state_dict(state)
+    return teacher
+
+
+def _distil(student: SASRec, teacher: SASRec, split: Split, config: Config, log: Callable[[str], None]) -> Recommender:
+    from fedrec.train.code_learning import learn_codes
+    from fedrec.train.kd import Distiller
+
+    if teacher.items.dim != student.items.dim:
+        raise ConfigError(f"teacher width {teacher.items.dim} differs from the student's dim {student.items.dim}")
+    if isinstance(student.items, CodesEmbedding):
+        learned = learn_codes(teacher.items.table(), student.items.n_codebooks, student.items.n_codewords,
+                              epochs=config["code_epochs"], seed=int(torch.randint(2**31, ()).item()), log=log)
+        log(f"codes learned: teacher-table MSE by codebook prefix {[round(e, 5) for e in learned.prefix_mse]}")
+        student.items.set_codes(learned.codes)
+        with torch.no_grad():
+            student.items.codebooks.copy_(learned.codebooks)
+    return Distiller(student, teacher, split.item_popularity(), kd_weight=config["kd_weight"],
+                     cl_weight=config["cl_weight"], mse_weight=config["mse_weight"],
+                     hot_fraction=config["hot_fraction"], temperature=config["cl_temperature"])
+
+
+__all__ = ["MODELS", "Recommender", "build_model", "item_spec", "load_teacher", "MF", "SASRec", "Popularity"]

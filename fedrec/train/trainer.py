@@ -124,7 +124,7 @@ def fit(split: Split, model_name: str, config: Config, seed: int = 0,
         log: Callable[[str], None] = print) -> TrainResult:
     """Train `model_name` on `split`, early-stopped on validation; returns the best model and its summary."""
     rng = seed_everything(seed)
-    model = build_model(model_name, split, config)
+    model = build_model(model_name, split, config, log)
     rows, best = _early_stopped(model, split, config, rng, log)
     model.load_state_dict(best.state)
     test = _evaluate(model, split.test, config)

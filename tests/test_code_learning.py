@@ -1,0 +1,42 @@
+"""Code learning from a teacher table: coarse-to-fine prefixes, determinism, hard codes."""
+import torch
+
+from fedrec.train.code_learning import CodeAutoencoder, learn_codes, prefix_errors
+
+
+def clustered_table(n=600, dim=16, seed=0):
+    """Two-level structure: 8 coarse centres, each with 6 sub-centres, plus noise."""
+    g = torch.Generator().manual_seed(seed)
+    coarse = torch.randn(8, dim, generator=g) * 2.0
+    fine = torch.randn(8, 6, dim, generator=g) * 0.6
+    a, b = torch.randint(0, 8, (n,), generator=g), torch.randint(0, 6, (n,), generator=g)
+    return coarse[a] + fine[a, b] + torch.randn(n, dim, generator=g) * 0.05
+
+
+def test_more_codebooks_never_reconstruct_the_teacher_worse():
+    table = clustered_table()
+    learned = learn_codes(table, codebooks=3, codewords=16, epochs=150, batch_size=200, lr=1e-2)
+    errors = learned.prefix_mse
+    assert errors == prefix_errors(learned.codes, learned.codebooks, table)
+    assert errors[0] >= errors[1] >= errors[2]
+    variance = (table - table.mean(0)).pow(2).sum(-1).mean().item()
+    assert errors[0] < 0.4 * variance and errors[2] < 0.5 * errors[0]  # coarse first, then refinement
+    assert learned.codes.shape == (600, 3) and learned.codes.max() < 16
+
+
+def test_same_seed_same_codes():
+    table = clustered_table(n=100)
+    a = learn_codes(table, 2, 8, epochs=5, batch_size=50, seed=3)
+    b = learn_codes(table, 2, 8, epochs=5, batch_size=50, seed=3)
+    assert torch.equal(a.codes, b.codes) and torch.equal(a.codebooks, b.codebooks)
+
+
+def test_straight_through_forward_is_hard_and_backward_reaches_the_encoder():
+    torch.manual_seed(0)
+    model = CodeAutoencoder(dim=4, codebooks=2, codewords=5)
+    table = torch.randn(7, 4)
+    loss = model.loss(table, temperature=0.3)
+    loss.backward()
+    assert model.encoder[0].weight.grad.abs().sum() > 0 and model.decoder.grad.abs().sum() > 0
+    one_hot = torch.nn.functional.gumbel_softmax(model.logits(table), tau=0.3, hard=True)
+    assert torch.equal(one_hot.sum(-1), torch.ones(7, 2)) and set(one_hot.unique().tolist()) == {0.0, 1.0}

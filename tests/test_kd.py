@@ -1,0 +1,113 @@
+"""Distillation into compact students: loss terms, gradient paths, and the teacher -> codes student pipeline."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from fedrec.configs import resolve
+from fedrec.data.registry import load_dataset
+from fedrec.embeddings import EmbeddingSpec, FullEmbedding, build
+from fedrec.embeddings.artifact import payload_bytes
+from fedrec.errors import ConfigError
+from fedrec.models import build_model
+from fedrec.models.sasrec import SASRec
+from fedrec.train.kd import Distiller, hot_items, info_nce, soft_label_kd
+from fedrec.train.trainer import fit, save_run
+
+SMALL = {"dim": 16, "inner": 16, "batch_size": 256}
+
+
+def quiet(_message):
+    pass
+
+
+def tiny_pair(n_items=20, dim=8):
+    torch.manual_seed(0)
+    student = SASRec(build(EmbeddingSpec("codes", n_items, dim, {"codebooks": 2, "codewords": 4})), dropout=0.0)
+    student.items.set_codes(torch.randint(0, 4, (n_items, 2)))
+    teacher = SASRec(FullEmbedding(EmbeddingSpec("full", n_items, dim), init_range=0.1), dropout=0.0)
+    popularity = np.arange(n_items)[::-1].copy()  # items 0..3 are the hot 20%
+    return Distiller(student, teacher, popularity, kd_weight=0.2, cl_weight=0.1, mse_weight=1.0)
+
+
+def test_kl_is_summed_and_info_nce_prefers_aligned_views():
+    teacher, student = torch.randn(3, 7), torch.randn(3, 7)
+    p = teacher.softmax(1)
+    expected = (p * (p.log() - student.log_softmax(1))).sum()
+    assert torch.allclose(soft_label_kd(student, teacher), expected, atol=1e-5)
+    assert soft_label_kd(teacher, teacher).abs() < 1e-5
+    views = torch.randn(6, 4)
+    assert info_nce(views, views, 0.2) < info_nce(views, views.roll(1, 0), 0.2)
+
+
+def test_hot_items_are_the_most_frequent_fraction():
+    assert hot_items(np.array([5, 1, 9, 9, 0, 2, 3, 4, 8, 7]), 0.2).nonzero().flatten().tolist() == [2, 3]
+
+
+def test_mixed_views_pass_gradients_to_the_student_table_through_both_views():
+    distiller = tiny_pair()
+    ids = torch.tensor([[0, 10, 1, 12], [5, 6, 0, 0]])   # row 0 mixes hot and cold; row 1 is all cold
+    mask = torch.tensor([[True] * 4, [True, True, False, False]])
+    session = distiller.student.encode(ids, mask)
+    with torch.no_grad():
+        teacher_session = distiller.teacher.encode(ids, mask)
+    z_student, z_teacher = distiller.views(ids, mask, session, teacher_session)
+    for view, readout in ((z_student, distiller.hot_readout), (z_teacher, distiller.cold_readout)):
+        distiller.zero_grad()
+        view[0].sum().backward(retain_graph=True)
+        # the student's table enters z_S through its hot part and z_T through its cold part
+        assert distiller.student.items.codebooks.grad.abs().sum() > 0
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in readout.parameters())
+        assert all(p.grad is None for p in distiller.teacher.parameters())
+    assert torch.equal(z_teacher[1], teacher_session[1])   # a pure session keeps the full-session views
+
+
+def test_every_loss_term_is_present_and_every_student_parameter_learns():
+    distiller = tiny_pair().train()
+    ids = torch.tensor([[0, 10, 1, 12], [5, 6, 7, 0], [1, 2, 0, 0]])
+    mask = ids > 0
+    mask[0, 0] = True
+    terms = distiller.loss_terms((ids, mask, torch.tensor([3, 8, 4])))
+    assert set(terms) == {"ce", "mse", "kd", "cl"} and all(torch.isfinite(t) for t in terms.values())
+    sum(terms.values()).backward()
+    trainable = [(n, p) for n, p in distiller.named_parameters() if p.requires_grad]
+    assert trainable and not any(n.startswith("teacher.") for n, _ in trainable)
+    missing = [n for n, p in trainable if p.grad is None or p.grad.abs().sum() == 0]
+    assert not missing, missing
+
+
+@pytest.fixture(scope="module")
+def synthetic():
+    return load_dataset("synthetic")
+
+
+@pytest.fixture(scope="module")
+def teacher_dir(synthetic, tmp_path_factory):
+    out = tmp_path_factory.mktemp("teacher")
+    save_run(fit(synthetic, "sasrec", resolve("sasrec", "synthetic", overrides=SMALL | {"epochs": 3}), log=quiet),
+             out)
+    return out
+
+
+def test_codes_student_distilled_from_a_saved_teacher_end_to_end(synthetic, teacher_dir, tmp_path):
+    overrides = SMALL | {"epochs": 2, "embedding": "codes", "codebooks": 2, "codewords": 16, "code_epochs": 20,
+                         "teacher": str(teacher_dir), "kd_weight": 0.2, "cl_weight": 0.1}
+    result = fit(synthetic, "sasrec", resolve("sasrec", "synthetic", overrides=overrides), log=quiet)
+    save_run(result, tmp_path)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["item_embedding"]["method"] == "codes"
+    assert payload_bytes(tmp_path / "item_embedding.fedrec") == summary["item_embedding"]["bytes"]
+    assert summary["item_embedding"]["bytes"] == synthetic.n_items * 2 * 4 // 8 + 2 * 16 * 16 * 4  # 4-bit codes
+    teacher_hr = json.loads((teacher_dir / "summary.json").read_text())["metrics"]["test"]["hr@20"]
+    assert summary["metrics"]["test"]["hr@20"] > 0.3 * teacher_hr > 0
+
+
+def test_codes_without_a_teacher_and_bad_teachers_are_clear_errors(synthetic, teacher_dir, tmp_path):
+    with pytest.raises(ConfigError, match="learns its codes from a teacher"):
+        build_model("sasrec", synthetic, resolve("sasrec", "synthetic", overrides={"embedding": "codes"}))
+    with pytest.raises(ConfigError, match="summary.json not found"):
+        build_model("sasrec", synthetic, resolve("sasrec", "synthetic", overrides={"teacher": str(tmp_path)}))
+    with pytest.raises(ConfigError, match="differs from the student's dim"):
+        build_model("sasrec", synthetic, resolve("sasrec", "synthetic",
+                                                 overrides={"teacher": str(teacher_dir), "dim": 8}))
