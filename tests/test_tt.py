@@ -85,3 +85,9 @@ def test_bad_shapes_are_clear_errors():
         build(EmbeddingSpec("tt", 100, 8, {"rows": [4, 4, 4], "cols": [2, 2, 2]}))
     with pytest.raises(ConfigError, match="multiples of t = 2"):
         build(EmbeddingSpec("stp_tt", 100, 8, {"rank": 5}))
+
+
+def test_tt_whole_table_by_core_contraction_equals_row_lookups():
+    torch.manual_seed(2)
+    table = build(EmbeddingSpec("tt", 100, 24, {"rows": [5, 5, 5], "cols": [2, 3, 4], "ranks": [3, 2]}))
+    assert torch.allclose(table.table(), table.lookup(torch.arange(100)), atol=1e-6)

@@ -4,7 +4,7 @@ The device stores the codes (N x M ids, packed at ceil(log2 K) bits each) and th
 Codebooks are ordered coarse -> fine and trained with random prefix lengths, so the first m codebooks are a usable
 model on their own: a small device holds a prefix of the codebooks (and of their columns).
 Scores factor over codebooks, <q, e_v> = sum_m (q A_m^T)[c_v^m], so `score_all` computes M x K dot products and
-gathers, never the N x d table.
+gathers them with one fused gather-and-sum (embedding_bag), never building the N x d table.
 """
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from fedrec.embeddings.base import EmbeddingSpec, ItemEmbedding
@@ -80,11 +81,9 @@ class CodesEmbedding(ItemEmbedding):
 
     def score_all(self, query: torch.Tensor) -> torch.Tensor:
         m = self.active
-        per_codeword = torch.einsum("bd,mkd->mkb", query, self.codebooks[:m])  # [m, K, B]: M*K dot products
-        scores = per_codeword[0].index_select(0, self.codes[:, 0])        # [N, B] gathers of whole rows
-        for j in range(1, m):
-            scores = scores + per_codeword[j].index_select(0, self.codes[:, j])
-        return scores.T
+        per_codeword = self.codebooks[:m].reshape(m * self.n_codewords, self.dim) @ query.T  # [m*K, B]
+        rows = self.codes[:, :m] + torch.arange(m) * self.n_codewords                     # [N, m] into m*K rows
+        return F.embedding_bag(rows, per_codeword, mode="sum").T                           # fused gather-and-sum
 
     def payload(self) -> dict[str, torch.Tensor]:
         packed = pack_codes(self.codes.numpy(), code_bits(self.n_codewords))

@@ -81,7 +81,12 @@ class TTEmbedding(ItemEmbedding):
         return out.reshape(*ids.shape, self.dim)
 
     def table(self) -> torch.Tensor:
-        return self.lookup(torch.arange(self.n_items))
+        """All rows by contracting the cores left to right (prefix products shared by the rows that reuse them)."""
+        out = self.cores[0][0]                                              # [p1, q1, r1]
+        for core in self.cores[1:]:
+            out = torch.einsum("PQr,rpqs->PpQqs", out, core)
+            out = out.reshape(out.shape[0] * out.shape[1], out.shape[2] * out.shape[3], out.shape[4])
+        return out[:self.n_items, :, 0]
 
     def score_all(self, query: torch.Tensor) -> torch.Tensor:
         return query @ self.table().T
