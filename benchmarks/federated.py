@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 from pathlib import Path
 
@@ -41,13 +40,14 @@ def _noop_query(msg: Message, context: Context) -> Message:
     return query(msg, context)
 
 
-def _round_seconds(out: Path) -> list[float]:
-    """Wall seconds of the training-only rounds: the first (actor start-up) and last (evaluation) are left out."""
+def _round_seconds(out: Path) -> pd.DataFrame:
+    """Wall seconds of the training-only rounds (total, waiting for clients, server work): the first round (actor
+    start-up) and the last (evaluation) are left out."""
     rounds = pd.read_parquet(out / "rounds.parquet")
-    return rounds.loc[rounds["tier"] == "all", "wall_seconds"].tolist()[1:-1]
+    return rounds.loc[rounds["tier"] == "all", ["wall_seconds", "clients_seconds", "server_seconds"]].iloc[1:-1]
 
 
-def _run(scenario: scenario_file.Scenario, out: Path, client_app: ClientApp | None = None) -> list[float]:
+def _run(scenario: scenario_file.Scenario, out: Path, client_app: ClientApp | None = None) -> pd.DataFrame:
     if client_app is None:
         runner.simulate(scenario, out)
     else:
@@ -79,10 +79,14 @@ def main() -> None:
             "run.rounds": "3", "run.clients_per_round": str(n_users),
             "run.clients_per_node": str(-(-n_users // args.nodes))})
         full_round = _run(cohort, Path(tmp) / "cohort")
-    ours_med, noop_med = statistics.median(ours), statistics.median(noop)
-    print(f"| {base.run.dataset} | {args.clients} clients/round | fedrec ClientApp {ours_med:.2f} s/round | "
-          f"no-op ClientApp {noop_med:.2f} s/round | ratio {ours_med / noop_med:.2f} |")
-    print(f"| cohort mode | all {n_users} users in one round on {args.nodes} nodes | {full_round[0]:.2f} s |")
+    ours_med, noop_med = ours.median(), noop.median()
+    print(f"| {base.run.dataset} | {args.clients} clients/round | fedrec ClientApp {ours_med.wall_seconds:.2f} s/round"
+          f" | no-op ClientApp {noop_med.wall_seconds:.2f} s/round | ratio "
+          f"{ours_med.wall_seconds / noop_med.wall_seconds:.2f} |")
+    for name, med in (("fedrec", ours_med), ("no-op", noop_med)):
+        print(f"  {name}: {med.clients_seconds:.2f} s waiting for clients, {med.server_seconds:.2f} s server work")
+    print(f"| cohort mode | all {n_users} users in one round on {args.nodes} nodes | "
+          f"{full_round.wall_seconds.iloc[0]:.2f} s |")
 
 
 if __name__ == "__main__":

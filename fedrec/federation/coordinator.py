@@ -62,9 +62,12 @@ class Coordinator:
         return tasks
 
     def train_round(self, round_: int, transport: Transport) -> dict[str, float]:
+        started = time.perf_counter()
         users = self._available(round_, self.model.sample(round_))
         tasks = self._train_tasks(users)
+        sent = time.perf_counter()
         replies = transport.train(round_, tasks)
+        received = time.perf_counter()
         updates, losses = [], []
         for task, reply in zip(tasks, replies):
             profile = self.model.tiers[task.tier].profile
@@ -85,7 +88,9 @@ class Coordinator:
         self.rounds_done = round_
         return {"sampled": len(users), "aggregated": len(updates), "dropped": len(users) - len(updates),
                 "loss": float(np.mean(losses)) if losses else float("nan"),
-                "simulated_seconds": self.ledger.round_seconds(round_)}
+                "simulated_seconds": self.ledger.round_seconds(round_),
+                "clients_seconds": received - sent,  # wall time from sending the tasks to the last reply
+                "server_seconds": (sent - started) + (time.perf_counter() - received)}
 
     def evaluate(self, round_: int, transport: Transport, split_name: str = "test") -> dict[str, dict[str, float]]:
         """Per-tier mean metrics over every user with an evaluation example, each ranked on its own device."""
