@@ -297,3 +297,31 @@ def test_resume_through_ray_after_kill_minus_nine_matches_the_uninterrupted_run(
     for tier, metrics in full["tiers"].items():
         for key in ("recall@20", "ndcg@20", "bytes_down", "bytes_up"):
             assert summary["tiers"][tier][key] == pytest.approx(metrics[key], abs=1e-6), (tier, key)
+
+
+def test_cohort_node_replies_equal_one_node_per_user(synthetic, tmp_path):
+    """K users in one ClientApp call give exactly the replies of K separate single-user nodes (same seed)."""
+    from flwr.app import Context
+
+    import clients.app as client_app
+    from fedrec.federation.fedmf import FederatedMF
+    from fedrec.federation.protocol import TrainTask
+
+    scenario = small()
+    model = FederatedMF(synthetic, scenario)
+    run_json = json.dumps(scenario.to_dict() | {"device_dir": str(tmp_path)})
+    tasks = [TrainTask(u, model.tier_of(u).index, model.download(u).numpy(), model.widths) for u in (3, 4, 5, 6)]
+
+    def call(group, node):
+        metadata = Metadata(run_id=1, message_id=f"m{node}", src_node_id=0, dst_node_id=node, reply_to_message_id="",
+                            group_id="", created_at=time.time(), ttl=60.0, message_type=MessageType.TRAIN)
+        context = Context(run_id=1, node_id=node, node_config={"partition-id": node}, state=RecordDict(),
+                          run_config={})
+        reply = client_app.train(Message(wire.pack_train(group, run_json, 1), metadata=metadata), context)
+        return wire.unpack_train_replies(reply.content)[0]
+
+    cohort = call(tasks, 0)
+    single = [r for i, t in enumerate(tasks) for r in call([t], i + 1)]
+    assert [r.user for r in cohort] == [r.user for r in single] == [3, 4, 5, 6]
+    for a, b in zip(cohort, single):
+        assert np.array_equal(a.rows, b.rows) and np.array_equal(a.delta, b.delta) and a.loss == b.loss
