@@ -15,7 +15,7 @@ from fedrec.experiment import scenario as scenario_file
 from fedrec.experiment import wire
 from fedrec.experiment.runner import check_ray_address, simulate
 from fedrec.federation.aggregation import ClientUpdate, aggregate
-from fedrec.federation.coordinator import Coordinator
+from fedrec.federation.coordinator import TIMINGS, Coordinator
 from fedrec.federation.inprocess import InProcessTransport
 from fedrec.federation.protocol import EvalReply, EvalTask, TrainReply, TrainTask
 
@@ -74,7 +74,7 @@ def test_tiers_hold_their_budget_and_learn(synthetic, tmp_path):
 def test_same_seed_same_metrics_and_failures_are_tolerated(synthetic):
     scenario = small(**{"devices.low.failure_prob": "0.5"})
     a, b = run_inprocess(synthetic, scenario), run_inprocess(synthetic, scenario)
-    timeless = lambda rows: [{k: v for k, v in r.items() if k != "wall_seconds"} for r in rows]  # noqa: E731
+    timeless = lambda rows: [{k: v for k, v in r.items() if k not in TIMINGS} for r in rows]  # noqa: E731
     assert timeless(a.history.rows) == timeless(b.history.rows)
     assert torch.equal(a.model.items, b.model.items)
     reasons = {d["reason"] for d in a.history.dropped}

@@ -27,6 +27,8 @@ from fedrec.results import atomic_write
 SHOWN = ("recall@20", "ndcg@20", "hr@20", "mrr@20")
 
 
+TIMINGS = ("wall_seconds", "clients_seconds", "server_seconds")  # measured, so never equal between runs
+
 class Transport(Protocol):
     def train(self, round_: int, tasks: Sequence[TrainTask]) -> list[TrainReply | Exception]: ...
 
