@@ -127,3 +127,19 @@ def test_bpr_loss_decreases_when_positive_outscores_negative():
         bad = float(model.loss(batch))
     assert good == pytest.approx(-np.log(1 / (1 + np.exp(-4))), rel=1e-5)
     assert bad > good
+
+
+def test_reverse_positions_count_back_from_the_most_recent_item():
+    torch.manual_seed(0)
+    model = SASRec(FullEmbedding(EmbeddingSpec("full", 30, 8)), max_len=6, dropout=0.0, reverse_positions=True).eval()
+    mask = torch.tensor([[True, True, True, False], [True, True, True, True]])
+    positions = model._position_embeddings(mask)
+    table = model.positions.weight
+    assert torch.equal(positions[0, :3], table[[2, 1, 0]]) and torch.equal(positions[1], table[[3, 2, 1, 0]])
+    # the most recent item gets the same position embedding whatever the prefix length
+    assert torch.equal(positions[0, 2], positions[1, 3])
+    short, long = np.array([3, 4]), np.array([1, 2, 3, 4])
+    with torch.no_grad():
+        alone = model.score(EvalSet(np.array([-1]), [short], [np.array([0])]))
+        padded = model.score(EvalSet(np.array([-1, -1]), [short, long], [np.array([0]), np.array([0])]))
+    assert torch.allclose(alone[0], padded[0], atol=1e-5)

@@ -49,7 +49,7 @@ def build_model(name: str, split: Split, config: Config, log: Callable[[str], No
 def _sasrec(items, config: Config) -> SASRec:
     return SASRec(items, max_len=config["max_len"], layers=config["layers"], heads=config["heads"],
                   inner=config["inner"], dropout=config["dropout"], init_range=config["init_range"],
-                  score_scale=config["score_scale"])
+                  score_scale=config["score_scale"], reverse_positions=config.get("reverse_positions", False))
 
 
 def load_teacher(run_dir: Path, split: Split) -> SASRec:

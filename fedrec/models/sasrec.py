@@ -126,9 +126,10 @@ class TransformerBlock(nn.Module):
 class SASRec(Recommender):
     def __init__(self, items: ItemEmbedding, max_len: int = 50, layers: int = 1, heads: int = 1,
                  inner: int | None = None, dropout: float = 0.2, init_range: float = 0.1,
-                 score_scale: float = 0.0):
+                 score_scale: float = 0.0, reverse_positions: bool = False):
         super().__init__(items)
         self.score_scale = score_scale
+        self.reverse_positions = reverse_positions
         dim = items.dim
         self.max_len = max_len
         self.positions = nn.Embedding(max_len, dim)
@@ -143,12 +144,21 @@ class SASRec(Recommender):
     def hidden_states(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Per-position outputs [B, L, d] of right-padded ids [B, L]; position i sees only items 0..i."""
         length = ids.shape[1]
-        x = self.items.lookup(ids) + self.positions.weight[:length]
+        x = self.items.lookup(ids) + self._position_embeddings(mask)
         x = self.dropout(self.input_norm(x)) * mask.unsqueeze(-1)
         causal = torch.triu(torch.ones(length, length, dtype=torch.bool), diagonal=1)
         for block in self.blocks:
             x = block(x, causal, ~mask)
         return x
+
+    def _position_embeddings(self, mask: torch.Tensor) -> torch.Tensor:
+        """Learned positions counted from the start of the sequence or, with reverse_positions, back from its most
+        recent item (GCE-GNN's reversed positions: "most recent" then has one embedding at every length)."""
+        length = mask.shape[1]
+        if not self.reverse_positions:
+            return self.positions.weight[:length]
+        back = (mask.sum(1, keepdim=True) - 1 - torch.arange(length)).clamp(min=0)  # [B, L]; padding -> 0
+        return self.positions(back)
 
     def encode(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Session representation [B, d]: the soft-attention readout over the real positions."""
