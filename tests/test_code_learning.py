@@ -22,6 +22,7 @@ def test_more_codebooks_never_reconstruct_the_teacher_worse():
     variance = (table - table.mean(0)).pow(2).sum(-1).mean().item()
     assert errors[0] < 0.4 * variance and errors[2] < 0.5 * errors[0]  # coarse first, then refinement
     assert learned.codes.shape == (600, 3) and learned.codes.max() < 16
+    assert len(set(map(tuple, learned.codes.tolist()))) >= 40  # 48 true clusters: no collapse onto a few codes
 
 
 def test_same_seed_same_codes():

@@ -80,7 +80,6 @@ def _distil(student: SASRec, teacher: SASRec, split: Split, config: Config, log:
     if isinstance(student.items, CodesEmbedding):
         learned = learn_codes(teacher.items.table(), student.items.n_codebooks, student.items.n_codewords,
                               epochs=config["code_epochs"], seed=int(torch.randint(2**31, ()).item()), log=log)
-        log(f"codes learned: teacher-table MSE by codebook prefix {[round(e, 5) for e in learned.prefix_mse]}")
         student.items.set_codes(learned.codes)
         with torch.no_grad():
             student.items.codebooks.copy_(learned.codebooks)

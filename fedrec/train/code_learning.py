@@ -43,11 +43,25 @@ class CodeAutoencoder(nn.Module):
         return (self.prefix_reconstructions(one_hot) - table).pow(2).sum(-1).mean()
 
 
+def _fit_encoder(model: CodeAutoencoder, table: torch.Tensor, codes: torch.Tensor, epochs: int, batch_size: int,
+                 lr: float, rng: np.random.Generator) -> None:
+    """Cross-entropy of the encoder's logits against given codes (the decoder is left alone)."""
+    optimizer = torch.optim.Adam(model.encoder.parameters(), lr=lr)
+    for _ in range(epochs):
+        for rows in np.array_split(rng.permutation(len(table)), max(1, len(table) // batch_size)):
+            rows = torch.from_numpy(rows)
+            optimizer.zero_grad()
+            logits = model.logits(table[rows])
+            F.cross_entropy(logits.reshape(-1, model.codewords), codes[rows].reshape(-1)).backward()
+            optimizer.step()
+
+
 @dataclass
 class LearnedCodes:
     codes: torch.Tensor      # [N, M] int64
     codebooks: torch.Tensor  # [M, K, d]
     prefix_mse: list[float]  # mean squared reconstruction error of the teacher table with 1..M codebooks
+    source: str = "autoencoder"
 
 
 def prefix_errors(codes: torch.Tensor, codebooks: torch.Tensor, table: torch.Tensor) -> list[float]:
@@ -56,15 +70,46 @@ def prefix_errors(codes: torch.Tensor, codebooks: torch.Tensor, table: torch.Ten
     return [float(e) for e in (recon - table).pow(2).sum(-1).mean(-1)]
 
 
+def residual_kmeans(table: torch.Tensor, codebooks: int, codewords: int, iterations: int,
+                    generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Codes [N, M] and centroids [M, K, d] of k-means on the table, then on what is left of it, M times."""
+    residual, codes, centroids = table.clone(), [], []
+    for _ in range(codebooks):
+        centres = residual[torch.randperm(len(residual), generator=generator)[:codewords]].clone()
+        for _ in range(iterations):
+            assign = torch.cdist(residual, centres).argmin(1)
+            sums = torch.zeros_like(centres).index_add_(0, assign, residual)
+            counts = torch.bincount(assign, minlength=len(centres)).unsqueeze(1)
+            centres = torch.where(counts > 0, sums / counts.clamp(min=1), centres)
+        assign = torch.cdist(residual, centres).argmin(1)
+        codes.append(assign)
+        centroids.append(centres)
+        residual = residual - centres[assign]
+    return torch.stack(codes, 1), torch.stack(centroids)
+
+
 def learn_codes(table: torch.Tensor, codebooks: int, codewords: int, epochs: int = 200, batch_size: int = 1024,
-                lr: float = 1e-3, temperature: float = 0.3, seed: int = 0,
+                lr: float = 1e-3, temperature: float = 0.3, seed: int = 0, kmeans_iterations: int = 10,
                 log: Callable[[str], None] | None = None) -> LearnedCodes:
-    """Codes and codebooks for `table` [N, d] (the teacher's item embeddings, not updated)."""
+    """Codes and codebooks for `table` [N, d] (the teacher's item embeddings, not updated).
+
+    The autoencoder starts from residual k-means (decoder = centroids, encoder first fitted to predict the k-means
+    codes): from a random start the Gumbel noise swamps the encoder's small logits and the codes collapse onto a
+    few dozen combinations on real teacher tables (18 distinct codes for Tmall's 40,727 items, seen here). If the
+    trained autoencoder still reconstructs the teacher worse than its k-means start (as on Tmall, where most rare
+    items' embeddings are near their random init), the k-means codes are kept; `source` says which.
+    """
     torch.manual_seed(seed)
     table = table.detach().float()
     model = CodeAutoencoder(table.shape[1], codebooks, codewords)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     rng = np.random.default_rng(seed)
+    if kmeans_iterations:
+        start_codes, centroids = residual_kmeans(table, codebooks, codewords, kmeans_iterations,
+                                                 torch.Generator().manual_seed(seed))
+        with torch.no_grad():
+            model.decoder.copy_(centroids)
+        _fit_encoder(model, table, start_codes, epochs=max(1, epochs // 4), batch_size=batch_size, lr=lr, rng=rng)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     for epoch in range(1, epochs + 1):
         for rows in np.array_split(rng.permutation(len(table)), max(1, len(table) // batch_size)):
             optimizer.zero_grad()
@@ -73,6 +118,12 @@ def learn_codes(table: torch.Tensor, codebooks: int, codewords: int, epochs: int
         if log and (epoch % 50 == 0 or epoch == epochs):
             errors = prefix_errors(model.codes(table), model.decoder.detach(), table)
             log(f"codes epoch {epoch}: reconstruction MSE by prefix {[round(e, 4) for e in errors]}")
-    codes = model.codes(table)
-    decoder = model.decoder.detach().clone()
-    return LearnedCodes(codes, decoder, prefix_errors(codes, decoder, table))
+    codes, decoder = model.codes(table), model.decoder.detach().clone()
+    learned = LearnedCodes(codes, decoder, prefix_errors(codes, decoder, table), "autoencoder")
+    if kmeans_iterations:
+        start = LearnedCodes(start_codes, centroids, prefix_errors(start_codes, centroids, table), "residual k-means")
+        if start.prefix_mse[-1] < learned.prefix_mse[-1]:
+            learned = start
+    if log:
+        log(f"codes from the {learned.source} (teacher-table MSE by prefix {[round(e, 4) for e in learned.prefix_mse]})")
+    return learned
