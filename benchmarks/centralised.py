@@ -28,10 +28,11 @@ class Run:
     model: str
     args: tuple[str, ...] = ()
     reference: Reference | None = None
+    label: str = ""
 
     @property
     def name(self) -> str:
-        return f"{self.dataset}-{self.model}"
+        return f"{self.dataset}-{self.model}" + (f"-{self.label}" if self.label else "")
 
     def command(self, out: Path) -> list[str]:
         return ["fedrec", "train", "--dataset", self.dataset, "--model", self.model, "--out", str(out / self.name),

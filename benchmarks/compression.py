@@ -1,0 +1,85 @@
+"""Compressed item tables inside SASRec on a session dataset, next to their teacher (BENCHMARKS.md, issue 4).
+
+The teacher is the full-table run of `centralised.py` (`RUNS/DATASET-sasrec`). Each student is one `fedrec train`
+command (skipped when its summary.json exists); the table gives validation-selected test metrics, the item table's
+exact bytes, its compression against the full float32 table in bytes and in parameters (a code counts as one
+parameter, PAPERS.md §7.4), and P@20 (HR@20) relative to the teacher.
+
+    python benchmarks/compression.py --dataset tmall --out runs/bench            # run what is missing, report
+    python benchmarks/compression.py --dataset tmall --out runs/bench --report   # report only
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from centralised import Run, execute
+
+KD = ("--set", "kd_weight=0.2", "--set", "cl_weight=0.1")  # EODRec's weights (PAPERS.md §7.5)
+
+
+def students(dataset: str, teacher: Path) -> list[Run]:
+    def student(label: str, *args: str) -> Run:
+        return Run(dataset, "sasrec", ("--set", "patience=2", "--set", "track_test=true", *args), label=label)
+
+    codes = ("--embedding", "codes", "--teacher", str(teacher))
+    return [
+        student("full-kd", "--teacher", str(teacher), "--set", "mse_weight=0.0", *KD),
+        student("codes3-kd", *codes, *KD),
+        student("codes3", *codes),
+        student("codes4-kd", *codes, "--set", "codebooks=4", *KD),
+        student("stp60", "--embedding", "stp_tt", "--set", "stp_rank=60"),
+        student("stp60-kd", "--embedding", "stp_tt", "--teacher", str(teacher), "--set", "mse_weight=0.0", *KD),
+        student("tt16", "--embedding", "tt", "--set", "tt_rank=16"),
+    ]
+
+
+def compression(item_embedding: dict) -> tuple[float, float]:
+    """(bytes, parameters) of the full float32 table over those of this one."""
+    n, d, size = item_embedding["n_items"], item_embedding["dim"], item_embedding["bytes"]
+    if item_embedding["method"] == "codes":
+        m, k = item_embedding["options"]["codebooks"], item_embedding["options"]["codewords"]
+        parameters = n * m + m * k * d
+    else:
+        parameters = size / 4
+    return n * d * 4 / size, n * d / parameters
+
+
+def row(name: str, summary: dict, teacher_hr: float) -> str:
+    test, table = summary["metrics"]["test"], summary["item_embedding"]
+    by_bytes, by_params = compression(table)
+    return (f"| {name} | {test['hr@20']:.4f} | {test['mrr@20']:.4f} | {test['ndcg@20']:.4f} | {table['bytes']:,} | "
+            f"{by_bytes:.1f}x | {by_params:.1f}x | {test['hr@20'] / teacher_hr:.2f} | {summary['best_epoch']} |")
+
+
+def report(dataset: str, out: Path) -> str:
+    teacher_dir = out / f"{dataset}-sasrec"
+    runs = [("teacher", teacher_dir)] + [(s.label, out / s.name) for s in students(dataset, teacher_dir)]
+    done = {label: json.loads((d / "summary.json").read_text()) for label, d in runs if (d / "summary.json").exists()}
+    if "teacher" not in done:
+        return f"no teacher yet: run `python benchmarks/centralised.py --only {dataset}-sasrec` first"
+    teacher_hr = done["teacher"]["metrics"]["test"]["hr@20"]
+    lines = ["| model | P@20 (HR@20) | MRR@20 | NDCG@20 | item-table bytes | compression (bytes) | "
+             "compression (params) | P@20 / teacher | best epoch |", "|---" * 9 + "|"]
+    lines += [row(label, done[label], teacher_hr) if label in done else f"| {label} | not run |" + " |" * 7
+              for label, _ in runs]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="tmall")
+    parser.add_argument("--out", type=Path, default=Path("runs/bench"))
+    parser.add_argument("--report", action="store_true")
+    parser.add_argument("--only", nargs="*", help="student labels to run, e.g. codes3-kd stp60")
+    args = parser.parse_args()
+    if not args.report:
+        for run in students(args.dataset, args.out / f"{args.dataset}-sasrec"):
+            if not args.only or run.label in args.only:
+                execute(run, args.out, force=False)
+    print(report(args.dataset, args.out))
+
+
+if __name__ == "__main__":
+    main()
