@@ -28,7 +28,7 @@ def tiny_pair(n_items=20, dim=8):
     student.items.set_codes(torch.randint(0, 4, (n_items, 2)))
     teacher = SASRec(FullEmbedding(EmbeddingSpec("full", n_items, dim), init_range=0.1), dropout=0.0)
     popularity = np.arange(n_items)[::-1].copy()  # items 0..3 are the hot 20%
-    return Distiller(student, teacher, popularity, kd_weight=0.2, cl_weight=0.1, mse_weight=1.0)
+    return Distiller(student, teacher, popularity, kd_weight=0.2, cl_weight=0.1, mse_weight=1.0, prefix_weight=0.5)
 
 
 def test_kl_is_summed_and_info_nce_prefers_aligned_views():
@@ -69,7 +69,8 @@ def test_every_loss_term_is_present_and_every_student_parameter_learns():
     mask = ids > 0
     mask[0, 0] = True
     terms = distiller.loss_terms((ids, mask, torch.tensor([3, 8, 4])))
-    assert set(terms) == {"ce", "mse", "kd", "cl"} and all(torch.isfinite(t) for t in terms.values())
+    assert set(terms) == {"ce", "mse", "kd", "cl", "prefix"} and all(torch.isfinite(t) for t in terms.values())
+    assert distiller.student.items.active == 2  # the random prefix is undone after its term
     sum(terms.values()).backward()
     trainable = [(n, p) for n, p in distiller.named_parameters() if p.requires_grad]
     assert trainable and not any(n.startswith("teacher.") for n, _ in trainable)

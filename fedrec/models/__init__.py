@@ -85,7 +85,8 @@ def _distil(student: SASRec, teacher: SASRec, split: Split, config: Config, log:
             student.items.codebooks.copy_(learned.codebooks)
     return Distiller(student, teacher, split.item_popularity(), kd_weight=config["kd_weight"],
                      cl_weight=config["cl_weight"], mse_weight=config["mse_weight"],
-                     hot_fraction=config["hot_fraction"], temperature=config["cl_temperature"])
+                     hot_fraction=config["hot_fraction"], temperature=config["cl_temperature"],
+                     prefix_weight=config["prefix_weight"])
 
 
 __all__ = ["MODELS", "Recommender", "build_model", "item_spec", "load_teacher", "MF", "SASRec", "Popularity"]

@@ -1,7 +1,7 @@
 """Self-supervised knowledge distillation from a full-table SASRec teacher to a compact student (PAPERS.md §7.5).
 
 Loss = CE(student) + w_mse * MSE(student table, teacher table) + w_kd * KL(teacher || student, summed)
-       + w_cl * InfoNCE over recombined hot/cold views.
+       + w_cl * InfoNCE over recombined hot/cold views + w_prefix * CE on a random shorter codebook prefix (codes).
 Hot items are the most frequent `hot_fraction` of items. A session holding both hot and cold items gives two mixed
 views, z_S = MLP_a([h_S(hot); h_T(cold)]) and z_T = MLP_b([h_T(hot); h_S(cold)]), where h_X(part) is a soft-attention
 readout of that part straight from model X's item table; each view mixes both models, so gradients reach the
@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fedrec.data.dataset import EvalSet, Split
+from fedrec.embeddings import CodesEmbedding
 from fedrec.models.base import Recommender
 from fedrec.models.sasrec import Batch, SASRec, SoftAttentionReadout
 
@@ -48,11 +49,11 @@ class Distiller(Recommender):
 
     def __init__(self, student: SASRec, teacher: SASRec, popularity: np.ndarray, kd_weight: float = 0.2,
                  cl_weight: float = 0.1, mse_weight: float = 1.0, hot_fraction: float = 0.2,
-                 temperature: float = 0.2):
+                 temperature: float = 0.2, prefix_weight: float = 0.0):
         super().__init__(student.items)
         self.student = student
         self.teacher = teacher.eval().requires_grad_(False)
-        self.weights = {"kd": kd_weight, "cl": cl_weight, "mse": mse_weight}
+        self.weights = {"kd": kd_weight, "cl": cl_weight, "mse": mse_weight, "prefix": prefix_weight}
         self.temperature = temperature
         self.register_buffer("hot", hot_items(popularity, hot_fraction))
         dim = student.items.dim
@@ -98,7 +99,22 @@ class Distiller(Recommender):
             if self.weights["cl"]:
                 z_student, z_teacher = self.views(ids, mask, session, teacher_session)
                 terms["cl"] = self.weights["cl"] * info_nce(z_student, z_teacher, self.temperature)
+        if self.weights["prefix"] and isinstance(self.student.items, CodesEmbedding):
+            terms["prefix"] = self.weights["prefix"] * self._random_prefix_ce(ids, mask, targets)
         return terms
+
+    def _random_prefix_ce(self, ids: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of the whole student run on a random shorter codebook prefix, so that every prefix stays a
+        usable model (what lets one set of codebooks serve every device budget)."""
+        items = self.student.items
+        full = items.n_codebooks
+        if full == 1:
+            return torch.zeros(())
+        items.use_prefix(int(torch.randint(1, full, ())))
+        try:
+            return F.cross_entropy(self.student.scores(self.student.encode(ids, mask)), targets)
+        finally:
+            items.use_prefix(full)
 
     def views(self, ids: torch.Tensor, mask: torch.Tensor, session: torch.Tensor,
               teacher_session: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
