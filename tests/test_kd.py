@@ -102,6 +102,9 @@ def test_codes_student_distilled_from_a_saved_teacher_end_to_end(synthetic, teac
     assert summary["item_embedding"]["bytes"] == synthetic.n_items * 2 * 4 // 8 + 2 * 16 * 16 * 4  # 4-bit codes
     teacher_hr = json.loads((teacher_dir / "summary.json").read_text())["metrics"]["test"]["hr@20"]
     assert summary["metrics"]["test"]["hr@20"] > 0.3 * teacher_hr > 0
+    by_prefix = summary["metrics"]["test_by_codebook_prefix"]
+    assert set(by_prefix) == {"1", "2"} and by_prefix["2"] == summary["metrics"]["test"]
+    assert by_prefix["1"]["hr@20"] > 0.3 * teacher_hr  # trained with random prefixes: one codebook still works
 
 
 def test_codes_without_a_teacher_and_bad_teachers_are_clear_errors(synthetic, teacher_dir, tmp_path):

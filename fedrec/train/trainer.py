@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from fedrec.configs import Config
 from fedrec.data.dataset import EvalSet, Split
+from fedrec.embeddings import CodesEmbedding
 from fedrec.metrics import evaluate
 from fedrec.models import Recommender, build_model
 from fedrec.results import atomic_write, write_json, write_parquet
@@ -147,7 +148,22 @@ def fit(split: Split, model_name: str, config: Config, seed: int = 0,
         summary["metrics"]["test_before_refit"] = test
         summary["metrics"]["test"] = _evaluate(model, split.test, config)
         summary["refit_epochs"] = best.epoch
+    if isinstance(model.items, CodesEmbedding) and model.items.n_codebooks > 1:
+        summary["metrics"]["test_by_codebook_prefix"] = _by_prefix(model, split.test, config)
     return TrainResult(model=model, summary=summary, epochs=rows)
+
+
+def _by_prefix(model: Recommender, data: EvalSet, config: Config) -> dict[str, dict[str, float]]:
+    """Test metrics of a codes model with each codebook prefix 1..M (what a device holding that prefix gets)."""
+    items = model.items
+    results = {}
+    try:
+        for m in range(1, items.n_codebooks + 1):
+            items.use_prefix(m)
+            results[str(m)] = _evaluate(model, data, config)
+    finally:
+        items.use_prefix(items.n_codebooks)
+    return results
 
 
 def _best_per_metric(rows: list[dict[str, Any]]) -> dict[str, float]:
