@@ -39,12 +39,12 @@ class Run:
                 *self.args]
 
 
-SESSION_ARGS = ("--set", "patience=2", "--set", "track_test=true")
+SESSION_ARGS = ("--set", "track_test=true")
 RUNS = (
     Run("gowalla", "mf", ("--set", "refit=true"), reference=Reference("MF-BPR, NGCF/LightGCN papers", {"recall@20": 0.1291, "ndcg@20": 0.1109})),
-    Run("tmall", "sasrec", ("--epochs", "4", *SESSION_ARGS),
+    Run("tmall", "sasrec", SESSION_ARGS,
         Reference("GCE-GNN (SIGIR 2020)", {"hr@20": 0.3342, "mrr@20": 0.1542})),
-    Run("diginetica", "sasrec", ("--epochs", "3", *SESSION_ARGS),
+    Run("diginetica", "sasrec", SESSION_ARGS,
         Reference("SR-GNN (AAAI 2019)", {"hr@20": 0.5073, "mrr@20": 0.1759})),
     Run("gowalla", "pop"), Run("tmall", "pop"), Run("diginetica", "pop"), Run("ml-100k", "pop"),
     Run("ml-100k", "mf"), Run("ml-100k", "sasrec", ("--epochs", "8")),
