@@ -159,12 +159,15 @@ def test_flower_ray_run_equals_the_inprocess_run(tmp_path):
                                "FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "round 2/2" in proc.stderr and "| overall |" in proc.stdout
-    ray_summary = json.loads((tmp_path / "ray" / "summary.json").read_text())
-    local = simulate(scenario_file.load(DEFAULT, dict(s.split("=") for s in sets)), tmp_path / "local",
-                     engine="inprocess")
+    assert_same_as_inprocess(json.loads((tmp_path / "ray" / "summary.json").read_text()), sets, tmp_path / "local")
+
+
+def assert_same_as_inprocess(summary: dict, sets: list[str], out: Path) -> None:
+    """Per-tier metrics and bytes of `summary` equal an in-process run of the default scenario with `sets`."""
+    local = simulate(scenario_file.load(DEFAULT, dict(s.split("=") for s in sets)), out, engine="inprocess")
     for tier, metrics in local["tiers"].items():
         for key in ("recall@20", "ndcg@20", "bytes_down", "bytes_up"):
-            assert ray_summary["tiers"][tier][key] == pytest.approx(metrics[key], abs=1e-6), (tier, key)
+            assert summary["tiers"][tier][key] == pytest.approx(metrics[key], abs=1e-6), (tier, key)
 
 
 def test_resume_after_a_kill_reproduces_the_uninterrupted_run(synthetic, tmp_path):
@@ -291,12 +294,7 @@ def test_resume_through_ray_after_kill_minus_nine_matches_the_uninterrupted_run(
                              capture_output=True, text=True, timeout=300, env=env)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "round 3/4" in resumed.stderr and "round 1/4" not in resumed.stderr
-    summary = json.loads((out / "summary.json").read_text())
-    full = simulate(scenario_file.load(DEFAULT, dict(s.split("=") for s in sets)), tmp_path / "full",
-                    engine="inprocess")
-    for tier, metrics in full["tiers"].items():
-        for key in ("recall@20", "ndcg@20", "bytes_down", "bytes_up"):
-            assert summary["tiers"][tier][key] == pytest.approx(metrics[key], abs=1e-6), (tier, key)
+    assert_same_as_inprocess(json.loads((out / "summary.json").read_text()), sets, tmp_path / "full")
 
 
 def test_cohort_node_replies_equal_one_node_per_user(synthetic, tmp_path):
