@@ -93,3 +93,12 @@ def test_codes_out_of_range_are_rejected():
     table = make()
     with pytest.raises(Exception, match=r"codes must lie in \[0, 16\)"):
         table.set_codes(torch.full((50, 3), 16))
+
+
+@pytest.mark.parametrize("budget", [60_000, 150_000, 400_000])
+def test_each_budget_tier_exports_an_artifact_within_budget_equal_to_memory_bytes(budget, tmp_path):
+    spec = CodesEmbedding.for_budget(budget, n_items=1682, max_dim=64, codebooks=4, codewords=256)
+    table = build(spec)
+    table.set_codes(torch.randint(0, 256, (1682, spec.options["codebooks"])))
+    path = table.export(tmp_path / f"tier-{budget}.fedrec")
+    assert payload_bytes(path) == table.memory_bytes() <= budget
