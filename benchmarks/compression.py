@@ -49,8 +49,11 @@ def compression(item_embedding: dict) -> tuple[float, float]:
 def row(name: str, summary: dict, teacher_hr: float) -> str:
     test, table = summary["metrics"]["test"], summary["item_embedding"]
     by_bytes, by_params = compression(table)
+    prefixes = summary["metrics"].get("test_by_codebook_prefix", {})
+    by_prefix = ", ".join(f"{m}: {p['hr@20']:.4f}" for m, p in prefixes.items())
     return (f"| {name} | {test['hr@20']:.4f} | {test['mrr@20']:.4f} | {test['ndcg@20']:.4f} | {table['bytes']:,} | "
-            f"{by_bytes:.1f}x | {by_params:.1f}x | {test['hr@20'] / teacher_hr:.2f} | {summary['best_epoch']} |")
+            f"{by_bytes:.1f}x | {by_params:.1f}x | {test['hr@20'] / teacher_hr:.2f} | {summary['best_epoch']} | "
+            f"{by_prefix} |")
 
 
 def report(dataset: str, out: Path) -> str:
@@ -61,8 +64,8 @@ def report(dataset: str, out: Path) -> str:
         return f"no teacher yet: run `python benchmarks/centralised.py --only {dataset}-sasrec` first"
     teacher_hr = done["teacher"]["metrics"]["test"]["hr@20"]
     lines = ["| model | P@20 (HR@20) | MRR@20 | NDCG@20 | item-table bytes | compression (bytes) | "
-             "compression (params) | P@20 / teacher | best epoch |", "|---" * 9 + "|"]
-    lines += [row(label, done[label], teacher_hr) if label in done else f"| {label} | not run |" + " |" * 7
+             "compression (params) | P@20 / teacher | best epoch | P@20 by codebook prefix |", "|---" * 10 + "|"]
+    lines += [row(label, done[label], teacher_hr) if label in done else f"| {label} | not run |" + " |" * 8
               for label, _ in runs]
     return "\n".join(lines)
 
