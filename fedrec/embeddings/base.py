@@ -16,6 +16,18 @@ from torch import nn
 from fedrec.embeddings import artifact
 
 
+def init_tensor(tensor: torch.Tensor, init_range: float | None, init_std: float | None,
+                default_std: float | None = None, default_range: float | None = None) -> None:
+    """U(-init_range, init_range) when a range is given (the session papers' init), N(0, init_std) when a std is;
+    with neither, the method's default (a std or a range)."""
+    if init_range is None and init_std is None:
+        init_range, init_std = default_range, default_std
+    if init_range is not None:
+        nn.init.uniform_(tensor, -init_range, init_range)
+    else:
+        nn.init.normal_(tensor, std=init_std)
+
+
 @dataclass(frozen=True)
 class EmbeddingSpec:
     """A method and its size parameters: enough to rebuild an empty representation of the same shape."""

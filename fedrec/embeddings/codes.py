@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fedrec.embeddings.base import EmbeddingSpec, ItemEmbedding
+from fedrec.embeddings.base import EmbeddingSpec, ItemEmbedding, init_tensor
 from fedrec.errors import BudgetError, ConfigError
 
 FLOAT_BYTES = 4
@@ -46,14 +46,11 @@ def codes_bytes(n_items: int, codebooks: int, codewords: int, dim: int) -> int:
 class CodesEmbedding(ItemEmbedding):
     method = "codes"
 
-    def __init__(self, spec: EmbeddingSpec, init_range: float = 0.1, init_std: float | None = None):
+    def __init__(self, spec: EmbeddingSpec, init_range: float | None = None, init_std: float | None = None):
         super().__init__(spec)
         self.n_codebooks, self.n_codewords = _shape(spec)
         self.codebooks = nn.Parameter(torch.empty(self.n_codebooks, self.n_codewords, spec.dim))
-        if init_std is not None:
-            nn.init.normal_(self.codebooks, std=init_std)
-        else:
-            nn.init.uniform_(self.codebooks, -init_range, init_range)
+        init_tensor(self.codebooks, init_range, init_std, default_range=0.1)
         self.register_buffer("codes", torch.zeros(spec.n_items, self.n_codebooks, dtype=torch.int64))
         self.active = self.n_codebooks  # codebooks in use: training samples prefixes, devices hold a prefix
 

@@ -6,7 +6,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from fedrec.embeddings.base import EmbeddingSpec, ItemEmbedding
+from fedrec.embeddings.base import EmbeddingSpec, ItemEmbedding, init_tensor
 from fedrec.errors import BudgetError
 
 FLOAT_BYTES = 4
@@ -18,10 +18,7 @@ class FullEmbedding(ItemEmbedding):
     def __init__(self, spec: EmbeddingSpec, init_std: float | None = None, init_range: float | None = None):
         super().__init__(spec)
         self.weight = nn.Parameter(torch.empty(spec.n_items, spec.dim))
-        if init_range is not None:
-            nn.init.uniform_(self.weight, -init_range, init_range)
-        else:
-            nn.init.normal_(self.weight, std=init_std if init_std is not None else spec.dim ** -0.5)
+        init_tensor(self.weight, init_range, init_std, default_std=spec.dim ** -0.5)
 
     def lookup(self, ids: torch.Tensor) -> torch.Tensor:
         return self.weight[ids]

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from fedrec.embeddings.base import EmbeddingSpec, ItemEmbedding
+from fedrec.embeddings.base import EmbeddingSpec, ItemEmbedding, init_tensor
 from fedrec.errors import BudgetError, ConfigError
 
 FLOAT_BYTES = 4
@@ -135,16 +135,13 @@ class STPTTEmbedding(ItemEmbedding):
 
     method = "stp_tt"
 
-    def __init__(self, spec: EmbeddingSpec, init_range: float = 0.1, init_std: float | None = None):
+    def __init__(self, spec: EmbeddingSpec, init_range: float | None = None, init_std: float | None = None):
         super().__init__(spec)
         (self.i1, self.i2), (self.j1, self.j2), self.rank, self.t = stp_shape(spec)
         self.g1 = nn.Parameter(torch.empty(self.i1 * self.j1, self.rank))
         self.g2 = nn.Parameter(torch.empty(self.rank // self.t, self.i2 * self.j2 // self.t))
         for core in (self.g1, self.g2):
-            if init_std is not None:
-                nn.init.normal_(core, std=init_std)
-            else:
-                nn.init.uniform_(core, -init_range, init_range)
+            init_tensor(core, init_range, init_std, default_range=0.1)
 
     def lookup(self, ids: torch.Tensor) -> torch.Tensor:
         flat = ids.reshape(-1)
