@@ -59,8 +59,9 @@ def load_teacher(run_dir: Path, split: Split) -> SASRec:
         if not path.exists():
             raise ConfigError(f"teacher: {path} not found; expected a run directory written by `fedrec train "
                               f"--model sasrec`")
-    config = json.loads(summary.read_text())["config"]
-    if json.loads(summary.read_text()).get("model") != "sasrec" or config.get("embedding", "full") != "full":
+    saved = json.loads(summary.read_text())
+    config = saved["config"]
+    if saved.get("model") != "sasrec" or config.get("embedding", "full") != "full":
         raise ConfigError(f"teacher: {run_dir} is not a full-table SASRec run")
     teacher = _sasrec(build(item_spec(config, split.n_items)), config)
     state = torch.load(weights, map_location="cpu", weights_only=True)
