@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from fedrec.configs import Config
+from fedrec.configs import Config, resolve
 from fedrec.data.dataset import Split
 from fedrec.embeddings import CodesEmbedding, EmbeddingSpec, build
 from fedrec.errors import ConfigError
@@ -49,7 +49,7 @@ def build_model(name: str, split: Split, config: Config, log: Callable[[str], No
 def _sasrec(items, config: Config) -> SASRec:
     return SASRec(items, max_len=config["max_len"], layers=config["layers"], heads=config["heads"],
                   inner=config["inner"], dropout=config["dropout"], init_range=config["init_range"],
-                  score_scale=config["score_scale"], reverse_positions=config.get("reverse_positions", False))
+                  score_scale=config["score_scale"], reverse_positions=config["reverse_positions"])
 
 
 def load_teacher(run_dir: Path, split: Split) -> SASRec:
@@ -60,7 +60,7 @@ def load_teacher(run_dir: Path, split: Split) -> SASRec:
             raise ConfigError(f"teacher: {path} not found; expected a run directory written by `fedrec train "
                               f"--model sasrec`")
     saved = json.loads(summary.read_text())
-    config = saved["config"]
+    config = resolve("sasrec", split.name) | saved["config"]  # keys added since the teacher ran take defaults
     if saved.get("model") != "sasrec" or config.get("embedding", "full") != "full":
         raise ConfigError(f"teacher: {run_dir} is not a full-table SASRec run")
     teacher = _sasrec(build(item_spec(config, split.n_items)), config)
