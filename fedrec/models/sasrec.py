@@ -44,7 +44,7 @@ class PrefixPairs:
         """Every pair once, in random batches of similar prefix length, in random order.
 
         Pairs are shuffled, cut into pools of `pool` batches, sorted by length inside each pool and batched; padding
-        to the longest prefix of a batch then costs little (the Transformer runs ~2x faster on Tmall).
+        to the longest prefix of a batch then costs little (mean padded width 33.4 -> 6.5 positions on Tmall).
         """
         order = rng.permutation(len(self))
         lengths = self.lengths()
