@@ -64,7 +64,7 @@ def train(msg: Message, context: Context) -> Message:
     replies, failed = [], []
     for task in tasks:
         try:
-            replies.append(handle_train(split, scenario.run, task, round_, states))
+            replies.append(handle_train(split, scenario, task, round_, states))
         except SimulatedFailure:
             failed.append(task.user)
     _save_states(context, states)
@@ -76,5 +76,5 @@ def evaluate(msg: Message, context: Context) -> Message:
     run_json, round_, tasks = wire.unpack_evaluate(msg.content)
     split, scenario, device_dir = _setup(run_json)
     states = _load_states(context, device_dir)
-    replies = [handle_evaluate(split, scenario.run, task, round_, states) for task in tasks]
+    replies = [handle_evaluate(split, scenario, task, round_, states) for task in tasks]
     return Message(wire.pack_eval_replies(replies), reply_to=msg)

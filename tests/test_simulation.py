@@ -34,15 +34,17 @@ def synthetic():
 
 def run_inprocess(split, scenario):
     coordinator = Coordinator(split, scenario, log=lambda m: None)
-    coordinator.run_rounds(InProcessTransport(split, scenario.run))
+    coordinator.run_rounds(InProcessTransport(split, scenario))
     return coordinator
 
 
 def test_unknown_keys_list_the_valid_ones():
     with pytest.raises(ConfigError, match=r"\[run\]: unknown key\(s\) \['roundz'\]; valid keys: .*'rounds'"):
         scenario_file.load(DEFAULT, {"run.roundz": "3"})
-    with pytest.raises(ConfigError, match=r"unknown section\(s\) \['model'\]"):
-        scenario_file.load(DEFAULT, {"model.dim": "3"})
+    with pytest.raises(ConfigError, match=r"unknown section\(s\) \['modle'\]"):
+        scenario_file.load(DEFAULT, {"modle.dim": "3"})
+    with pytest.raises(ConfigError, match=r"\[model\]: unknown key\(s\) \['dimm'\]; valid keys: .*'dim'"):
+        scenario_file.load(DEFAULT, {"model.dimm": "3"})
 
 
 def test_budget_that_fits_nothing_names_the_minimum(synthetic, tmp_path):
@@ -63,12 +65,21 @@ def test_tiers_hold_their_budget_and_learn(synthetic, tmp_path):
                        tmp_path, engine="inprocess")
     for name, tier in summary["tiers"].items():
         assert tier["bytes_on_device"] <= tier["budget_bytes"]
+        assert_artifact_holds(tmp_path / "items" / f"{name}.fedrec", tier["bytes_on_device"])
         assert tier["bytes_down"] > 0 and tier["bytes_up"] > 0
     assert summary["overall"]["recall@20"] > 0.12  # random ranking gives about 0.04 on 460 items
     assert {"config.toml", "rounds.parquet", "clients.parquet", "summary.json", "report.md"} <= {
         p.name for p in tmp_path.iterdir()}
     assert scenario_file.load(tmp_path / "config.toml").run.rounds == 20
     assert {p.name for p in (tmp_path / "plots").iterdir()} == {"metrics_per_round.png", "bytes_per_tier.png"}
+
+
+def assert_artifact_holds(path: Path, counted: int) -> None:
+    """The exported on-device artifact's payload is exactly the bytes counted for the tier."""
+    from fedrec.embeddings import artifact, load
+
+    _, tensors, _ = artifact.read(path)
+    assert sum(t.numel() * t.element_size() for t in tensors.values()) == counted == load(path).memory_bytes()
 
 
 def test_same_seed_same_metrics_and_failures_are_tolerated(synthetic):
@@ -89,22 +100,22 @@ class CorruptingTransport(InProcessTransport):
         good = next(i for i, r in enumerate(replies) if isinstance(r, TrainReply))
         r = replies[good]
         if round_ == 1:
-            r.delta[0, 0] = np.nan
+            r.deltas["items"][0, 0] = np.nan
         elif round_ == 2:
-            r.delta = r.delta[:, :1].copy()
+            r.deltas["items"] = r.deltas["items"][:, :1].copy()
         else:
-            r.rows = r.rows.copy()
-            r.rows[0] = 10**9
+            r.rows["items"] = r.rows["items"].copy()
+            r.rows["items"][0] = 10**9
         return replies
 
 
 def test_bad_replies_are_dropped_and_logged(synthetic):
     scenario = small()
     coordinator = Coordinator(synthetic, scenario, log=lambda m: None)
-    coordinator.run_rounds(CorruptingTransport(synthetic, scenario.run))
+    coordinator.run_rounds(CorruptingTransport(synthetic, scenario))
     reasons = [d["reason"] for d in coordinator.history.dropped if not d["reason"].startswith("client failed")]
     assert len(reasons) == 3
-    assert "non-finite" in reasons[0] and "shape" in reasons[1] and "within the catalogue" in reasons[2]
+    assert "non-finite" in reasons[0] and "shape" in reasons[1] and "distinct ids" in reasons[2]
     assert torch.isfinite(coordinator.model.items).all()
 
 
@@ -129,19 +140,28 @@ def test_one_tier_holding_everything_equals_flower_fedavg():
 
 def test_wire_round_trip_keeps_tasks_and_replies():
     items = np.arange(24, dtype=np.float32).reshape(6, 4)
-    tasks = [TrainTask(3, 0, items[:, :2], [2], 0.1), TrainTask(4, 1, items, [2, 4], 0.0)]
-    scenario_json, round_, back = wire.unpack_train(wire.pack_train(tasks, '{"x": 1}', 7))
+    private = {"teacher_rows": np.ones((2, 2), np.float32)}
+    tasks = [TrainTask(3, 0, {"items": items[:, :2]}, private, {"widths": [2]}, 0.1),
+             TrainTask(4, 1, {"items": items}, {}, {"widths": [2, 4]}, 0.0),
+             TrainTask(5, 0, {"items": items[:, :2]}, {}, {"widths": [2]}, 0.0)]
+    message = wire.pack_train(tasks, '{"x": 1}', 7)
+    assert sorted(message["arrays"].keys()) == ["3.teacher_rows", "shared.0.items", "shared.1.items"]  # once per tier
+    scenario_json, round_, back = wire.unpack_train(message)
     assert (scenario_json, round_) == ('{"x": 1}', 7)
-    assert [(t.user, t.tier, t.widths, t.failure_prob) for t in back] == [(3, 0, [2], 0.1), (4, 1, [2, 4], 0.0)]
-    assert np.array_equal(back[0].items, items[:, :2]) and np.array_equal(back[1].items, items)
-    replies = [TrainReply(3, 0, np.array([1, 5]), np.ones((2, 2), np.float32), 4, 0.5, 0.01)]
+    assert [(t.user, t.tier, t.settings, t.failure_prob) for t in back] == [
+        (3, 0, {"widths": [2]}, 0.1), (4, 1, {"widths": [2, 4]}, 0.0), (5, 0, {"widths": [2]}, 0.0)]
+    assert np.array_equal(back[0].shared["items"], items[:, :2]) and np.array_equal(back[1].shared["items"], items)
+    assert list(back[0].private) == ["teacher_rows"] and back[1].private == {}
+    replies = [TrainReply(3, 0, {"items": np.ones((2, 2), np.float32)}, {"items": np.array([1, 5])}, 4, 0.5, 0.01)]
     got, failed = wire.unpack_train_replies(wire.pack_train_replies(replies, failed=[4]))
-    assert failed == [4] and got[0].user == 3 and np.array_equal(got[0].rows, [1, 5]) and got[0].n_examples == 4
+    assert failed == [4] and got[0].user == 3 and got[0].n_examples == 4
+    assert np.array_equal(got[0].rows["items"], [1, 5]) and got[0].deltas["items"].shape == (2, 2)
     evals = wire.unpack_eval_replies(wire.pack_eval_replies([EvalReply(3, 0, {"hr@20": 1.0, "examples": 1.0}),
                                                              EvalReply(4, 1, {})]))
     assert evals[0].sums == {"hr@20": 1.0, "examples": 1.0} and evals[1].sums == {}
-    _, _, eval_tasks = wire.unpack_evaluate(wire.pack_evaluate([EvalTask(3, 0, items[:, :2], "valid")], "{}", 2))
-    assert eval_tasks[0].split == "valid" and eval_tasks[0].items.shape == (6, 2)
+    eval_task = EvalTask(3, 0, {"items": items[:, :2]}, split="valid")
+    _, _, eval_tasks = wire.unpack_evaluate(wire.pack_evaluate([eval_task], "{}", 2))
+    assert eval_tasks[0].split == "valid" and eval_tasks[0].shared["items"].shape == (6, 2)
 
 
 def test_flower_ray_run_equals_the_inprocess_run(tmp_path):
@@ -190,7 +210,7 @@ def test_resume_after_a_kill_reproduces_the_uninterrupted_run(synthetic, tmp_pat
     rundir.start(out, scenario, resume=False)
     request = RunRequest(scenario, out, log=lambda m: None)
     with pytest.raises(KeyboardInterrupt):
-        request.coordinator(synthetic).run_rounds(KilledInRoundThree(synthetic, scenario.run, request.device_dir),
+        request.coordinator(synthetic).run_rounds(KilledInRoundThree(synthetic, scenario, request.device_dir),
                                                   checkpoint=request.checkpoint)
     assert not (out / "summary.json").exists()
     resumed = simulate(scenario_file.load(out / "config.toml"), out, engine="inprocess", resume=True)
@@ -308,7 +328,10 @@ def test_cohort_node_replies_equal_one_node_per_user(synthetic, tmp_path):
     scenario = small()
     model = FederatedMF(synthetic, scenario)
     run_json = json.dumps(scenario.to_dict() | {"device_dir": str(tmp_path)})
-    tasks = [TrainTask(u, model.tier_of(u).index, model.download(u).numpy(), model.widths) for u in (3, 4, 5, 6)]
+    tasks = []
+    for user in (3, 4, 5, 6):
+        task = model.task_for(user, "train")
+        tasks.append(TrainTask(user, model.tier_of(user).index, task.shared, task.private, task.settings))
 
     def call(group, node):
         metadata = Metadata(run_id=1, message_id=f"m{node}", src_node_id=0, dst_node_id=node, reply_to_message_id="",
@@ -322,4 +345,5 @@ def test_cohort_node_replies_equal_one_node_per_user(synthetic, tmp_path):
     single = [r for i, t in enumerate(tasks) for r in call([t], i + 1)]
     assert [r.user for r in cohort] == [r.user for r in single] == [3, 4, 5, 6]
     for a, b in zip(cohort, single):
-        assert np.array_equal(a.rows, b.rows) and np.array_equal(a.delta, b.delta) and a.loss == b.loss
+        assert np.array_equal(a.rows["items"], b.rows["items"]) and a.loss == b.loss
+        assert np.array_equal(a.deltas["items"], b.deltas["items"])

@@ -13,19 +13,19 @@ from fedrec.federation.coordinator import SHOWN, Coordinator
 from fedrec.results import atomic_write, write_json, write_parquet
 
 
-def summarise(coordinator: Coordinator) -> dict[str, Any]:
-    """Final per-tier metrics (last evaluation), bytes on device and traffic, plus examples-weighted overall."""
+def summarise(coordinator: Coordinator, on_device: dict[str, int]) -> dict[str, Any]:
+    """Final per-tier metrics (last evaluation), bytes on device (`on_device`: of each tier's exported artifact) and
+    traffic, plus the examples-weighted overall figures."""
     rounds = pd.DataFrame(coordinator.history.rows)
     evaluated = rounds[rounds["tier"] != "all"]
     last = evaluated[evaluated["round"] == evaluated["round"].max()].set_index("tier")
     traffic = coordinator.ledger.totals_by_tier()
-    n_items = coordinator.split.n_items
     tiers: dict[str, dict[str, Any]] = {}
     for tier in coordinator.model.tiers:
         metrics = last.loc[tier.name] if tier.name in last.index else {}
         tiers[tier.name] = {k: float(metrics[k]) for k in SHOWN if k in metrics} | {
-            "bytes_on_device": tier.bytes_on_device(n_items), "budget_bytes": int(tier.profile.budget_bytes),
-            "width": tier.width, "clients": int((coordinator.model.client_tier == tier.index).sum()),
+            "bytes_on_device": on_device[tier.name], "budget_bytes": int(tier.profile.budget_bytes),
+            "width": tier.width, "representation": {"method": tier.spec.method, **tier.spec.options}, "clients": int((coordinator.model.client_tier == tier.index).sum()),
             "evaluated": int(metrics["examples"]) if "examples" in metrics else 0,
             "bytes_down": traffic.get(tier.name, {}).get("bytes_down", 0),
             "bytes_up": traffic.get(tier.name, {}).get("bytes_up", 0)}
@@ -57,12 +57,14 @@ def start(out: Path, scenario: Scenario, resume: bool) -> None:
         return
     for stale in ("summary.json", "checkpoint.npz"):
         (out / stale).unlink(missing_ok=True)
-    shutil.rmtree(out / "devices", ignore_errors=True)
+    for folder in ("devices", "items"):
+        shutil.rmtree(out / folder, ignore_errors=True)
     atomic_write(out / "config.toml", lambda tmp: tmp.write_text(to_toml(scenario)))
 
 
 def write(out: Path, coordinator: Coordinator, scenario: Scenario) -> dict[str, Any]:
-    summary = summarise(coordinator)
+    """Results, report and plots, plus each tier's on-device item artifact in `items/<tier>.fedrec`."""
+    summary = summarise(coordinator, coordinator.model.export_tiers(out / "items"))
     write_parquet(pd.DataFrame(coordinator.history.rows), out / "rounds.parquet")
     write_parquet(coordinator.ledger.frame(), out / "clients.parquet")
     write_parquet(pd.DataFrame(coordinator.history.dropped, columns=["round", "client", "reason"]),

@@ -115,23 +115,24 @@ def simulate(scenario: Scenario, out: Path, engine: str = "ray", log: Callable[[
     import json
 
     from fedrec.data.registry import load_dataset
-    from fedrec.federation.fedmf import tiers_for
 
     split = load_dataset(scenario.run.dataset)
-    tiers_for(scenario, split.n_items)  # a budget that fits nothing fails here, before any process starts
     request = RunRequest(scenario, out, log, resume)
-    rundir.start(out, scenario, resume)
     if engine == "inprocess":
         from fedrec.federation.inprocess import InProcessTransport
 
-        coordinator = request.coordinator(split)
-        coordinator.run_rounds(InProcessTransport(split, scenario.run, request.device_dir),
+        coordinator = request.coordinator(split)  # a budget that fits nothing fails here, before anything is written
+        rundir.start(out, scenario, resume)
+        coordinator.run_rounds(InProcessTransport(split, scenario, request.device_dir),
                                progress=request.progress(), checkpoint=request.checkpoint)
         return rundir.write(out, coordinator, scenario)
     if engine != "ray":
         raise ConfigError(f"unknown engine {engine!r}; expected 'ray' or 'inprocess'")
     from flwr.simulation import run_simulation
 
+    from fedrec.federation.coordinator import tiers_for
+    tiers_for(split, scenario)  # a budget that fits nothing fails here, before any process starts
+    rundir.start(out, scenario, resume)
     from clients.app import app as client_app
     from server.app import app as server_app
 

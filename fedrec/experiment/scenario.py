@@ -1,7 +1,9 @@
 """Scenario files: one TOML per simulation (dataset, model, rounds, device mix), validated with clear errors.
 
-Layout: a `[run]` table of the keys below and one `[devices.NAME]` table per device profile (with its `fraction`).
-Overrides (`--set run.rounds=5`, `--set devices.low.budget_bytes=20000`) are applied before validation.
+Layout: a `[run]` table of the keys below, one `[devices.NAME]` table per device profile (with its `fraction`) and an
+optional `[model]` table of keys of the model's config file (`fedrec/configs/MODEL.toml`, e.g. `dropout`, `codebooks`,
+`teacher`) that override its defaults for this dataset. Overrides (`--set run.rounds=5`,
+`--set devices.low.budget_bytes=20000`, `--set model.dropout=0.3`) are applied before validation.
 """
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fedrec.configs import parse_value, read_toml, typed_updates
+from fedrec.configs import Config, parse_value, read_toml, resolve, typed_updates
 from fedrec.errors import ConfigError
 from fedrec.federation.devices import DeviceMix
 
@@ -18,8 +20,8 @@ from fedrec.federation.devices import DeviceMix
 @dataclass(frozen=True)
 class RunSettings:
     dataset: str = "synthetic"
-    model: str = "mf"
-    method: str = "full"
+    model: str = "mf"              # mf (item table + private user vectors) | sasrec (per-user sequences)
+    method: str = "full"           # item representation: full (mf) | codes (sasrec)
     max_dim: int = 32              # widest item embedding (the largest device's width is capped here)
     rounds: int = 20
     clients_per_round: int = 50
@@ -42,11 +44,16 @@ class Scenario:
     run: RunSettings
     devices: DeviceMix
     source: str = field(default="<scenario>", compare=False)
+    model: dict[str, Any] = field(default_factory=dict)  # overrides of the model's config file
+
+    def model_config(self) -> Config:
+        """The model's configuration: its config file for this dataset, then this scenario's `[model]` table."""
+        return resolve(self.run.model, self.run.dataset, overrides=self.model)
 
     def to_dict(self) -> dict[str, Any]:
         devices = {p.name: {k: v for k, v in asdict(p).items() if k != "name"} | {"fraction": f}
                    for p, f in zip(self.devices.profiles, self.devices.fractions)}
-        return {"run": asdict(self.run), "devices": devices}
+        return {"run": asdict(self.run), "devices": devices} | ({"model": dict(self.model)} if self.model else {})
 
 
 def _toml_value(value: Any) -> str:
@@ -63,6 +70,8 @@ def to_toml(scenario: Scenario) -> str:
     lines = ["[run]", *(f"{k} = {_toml_value(v)}" for k, v in data["run"].items())]
     for name, profile in data["devices"].items():
         lines += ["", f"[devices.{name}]", *(f"{k} = {_toml_value(v)}" for k, v in profile.items())]
+    if data.get("model"):
+        lines += ["", "[model]", *(f"{k} = {_toml_value(v)}" for k, v in data["model"].items())]
     return "\n".join(lines) + "\n"
 
 
@@ -87,12 +96,14 @@ def _run_settings(table: dict[str, Any], source: str) -> RunSettings:
 
 
 def from_dict(data: dict[str, Any], source: str) -> Scenario:
-    unknown = sorted(set(data) - {"run", "devices"})
+    unknown = sorted(set(data) - {"run", "devices", "model"})
     if unknown:
-        raise ConfigError(f"{source}: unknown section(s) {unknown}; valid sections: ['devices', 'run']")
+        raise ConfigError(f"{source}: unknown section(s) {unknown}; valid sections: ['devices', 'model', 'run']")
     if not data.get("devices"):
         raise ConfigError(f"{source}: at least one [devices.NAME] table with fraction and budget_bytes is required")
-    return Scenario(_run_settings(data.get("run", {}), source), DeviceMix.from_dict(data["devices"], source), source)
+    run = _run_settings(data.get("run", {}), source)
+    model = typed_updates(resolve(run.model, run.dataset), data.get("model", {}), f"{source} [model]")
+    return Scenario(run, DeviceMix.from_dict(data["devices"], source), source, model)
 
 
 def load(path: Path, overrides: dict[str, str] | None = None) -> Scenario:

@@ -1,9 +1,13 @@
 """Packing the protocol's plain tasks and replies into Flower records and back (the only Flower-aware codec).
 
-A message serves one Flower node, which simulates one user or, in cohort mode, several. Arrays are keyed
-`<user>.<name>`; per-user scalars travel as parallel lists in the MetricRecord/ConfigRecord.
+A message serves one Flower node, which simulates one user or, in cohort mode, several. Shared slices travel once per
+tier among the node's users (`shared.<tier>.<name>`), per-user arrays as `<user>.<name>`, replies as
+`<user>.delta.<name>` / `<user>.rows.<name>`; per-user scalars and settings travel as parallel lists.
 """
 from __future__ import annotations
+
+import json
+from collections.abc import Sequence
 
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, MetricRecord, RecordDict
@@ -15,29 +19,43 @@ def _arrays(named: dict[str, np.ndarray]) -> ArrayRecord:
     return ArrayRecord({k: Array(np.ascontiguousarray(v)) for k, v in named.items()})
 
 
-def pack_train(tasks: list[TrainTask], run_json: str, round_: int) -> RecordDict:
-    """One node's train tasks. The table is sent once at the widest width among the node's users."""
-    widest = max(tasks, key=lambda t: t.items.shape[1])
+def _with_prefix(record: ArrayRecord, prefix: str) -> dict[str, np.ndarray]:
+    return {k.removeprefix(prefix): record[k].numpy() for k in record if k.startswith(prefix)}
+
+
+def _pack_tasks(tasks: Sequence[TrainTask | EvalTask], run_json: str, round_: int, **extra) -> RecordDict:
+    arrays = {f"shared.{t.tier}.{name}": a for t in tasks for name, a in t.shared.items()}  # one copy per tier
+    arrays |= {f"{t.user}.{name}": a for t in tasks for name, a in t.private.items()}
     config = ConfigRecord({"scenario": run_json, "round": round_, "users": [t.user for t in tasks],
-                           "tiers": [t.tier for t in tasks], "widths": [t.items.shape[1] for t in tasks],
-                           "failure_prob": [float(t.failure_prob) for t in tasks],
-                           "nested": [int(w) for w in widest.widths]})
-    return RecordDict({"items": _arrays({"items": widest.items}), "config": config})
+                           "tiers": [t.tier for t in tasks], "settings": [json.dumps(t.settings) for t in tasks],
+                           **extra})
+    return RecordDict({"arrays": _arrays(arrays), "config": config})
+
+
+def _unpack_tasks(content: RecordDict) -> tuple[str, int, list[tuple[int, int, dict, dict, dict]]]:
+    """(scenario, round, [(user, tier, shared, private, settings)])."""
+    config, arrays = content["config"], content["arrays"]
+    shared = {t: _with_prefix(arrays, f"shared.{t}.") for t in set(config["tiers"])}
+    rows = [(int(u), int(t), shared[t], _with_prefix(arrays, f"{u}."), json.loads(s))
+            for u, t, s in zip(config["users"], config["tiers"], config["settings"])]
+    return str(config["scenario"]), int(config["round"]), rows
+
+
+def pack_train(tasks: list[TrainTask], run_json: str, round_: int) -> RecordDict:
+    return _pack_tasks(tasks, run_json, round_, failure_prob=[float(t.failure_prob) for t in tasks])
 
 
 def unpack_train(content: RecordDict) -> tuple[str, int, list[TrainTask]]:
-    config = content["config"]
-    items = content["items"]["items"].numpy()
-    tasks = [TrainTask(int(u), int(t), np.ascontiguousarray(items[:, :w]), [n for n in config["nested"] if n <= w],
-                       float(p))
-             for u, t, w, p in zip(config["users"], config["tiers"], config["widths"], config["failure_prob"])]
-    return str(config["scenario"]), int(config["round"]), tasks
+    run_json, round_, rows = _unpack_tasks(content)
+    failure = content["config"]["failure_prob"]
+    return run_json, round_, [TrainTask(u, t, s, p, c, float(f)) for (u, t, s, p, c), f in zip(rows, failure)]
 
 
 def pack_train_replies(replies: list[TrainReply], failed: list[int]) -> RecordDict:
     arrays = {}
     for r in replies:
-        arrays[f"{r.user}.rows"], arrays[f"{r.user}.delta"] = r.rows, r.delta
+        arrays |= {f"{r.user}.delta.{k}": v for k, v in r.deltas.items()}
+        arrays |= {f"{r.user}.rows.{k}": v for k, v in r.rows.items()}
     metrics = MetricRecord({"users": [r.user for r in replies], "tiers": [r.tier for r in replies],
                             "n_examples": [r.n_examples for r in replies], "loss": [float(r.loss) for r in replies],
                             "compute_seconds": [float(r.compute_seconds) for r in replies], "failed": failed})
@@ -45,28 +63,22 @@ def pack_train_replies(replies: list[TrainReply], failed: list[int]) -> RecordDi
 
 
 def unpack_train_replies(content: RecordDict) -> tuple[list[TrainReply], list[int]]:
-    """Replies as sent; shapes and values are checked later by the coordinator, names here (KeyError if absent)."""
+    """Replies as sent; names, shapes and values are checked later by the coordinator."""
     m, arrays = content["metrics"], content["updates"]
-    replies = [TrainReply(int(u), int(t), arrays[f"{u}.rows"].numpy(), arrays[f"{u}.delta"].numpy(), int(n), float(l),
-                          float(s))
+    replies = [TrainReply(int(u), int(t), _with_prefix(arrays, f"{u}.delta."), _with_prefix(arrays, f"{u}.rows."),
+                          int(n), float(l), float(s))
                for u, t, n, l, s in zip(m["users"], m["tiers"], m["n_examples"], m["loss"], m["compute_seconds"])]
     return replies, [int(u) for u in m["failed"]]
 
 
 def pack_evaluate(tasks: list[EvalTask], run_json: str, round_: int) -> RecordDict:
-    widest = max(tasks, key=lambda t: t.items.shape[1])
-    config = ConfigRecord({"scenario": run_json, "round": round_, "users": [t.user for t in tasks],
-                           "tiers": [t.tier for t in tasks], "widths": [t.items.shape[1] for t in tasks],
-                           "split": tasks[0].split})
-    return RecordDict({"items": _arrays({"items": widest.items}), "config": config})
+    return _pack_tasks(tasks, run_json, round_, split=tasks[0].split)
 
 
 def unpack_evaluate(content: RecordDict) -> tuple[str, int, list[EvalTask]]:
-    config = content["config"]
-    items = content["items"]["items"].numpy()
-    tasks = [EvalTask(int(u), int(t), np.ascontiguousarray(items[:, :w]), str(config["split"]))
-             for u, t, w in zip(config["users"], config["tiers"], config["widths"])]
-    return str(config["scenario"]), int(config["round"]), tasks
+    run_json, round_, rows = _unpack_tasks(content)
+    split = str(content["config"]["split"])
+    return run_json, round_, [EvalTask(u, t, s, p, c, split) for u, t, s, p, c in rows]
 
 
 def pack_eval_replies(replies: list[EvalReply]) -> RecordDict:

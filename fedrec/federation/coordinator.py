@@ -15,13 +15,12 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
-import torch
 
 from fedrec.data.dataset import Split
 from fedrec.experiment.scenario import Scenario
-from fedrec.federation.fedmf import FederatedMF, ReplyError
 from fedrec.federation.ledger import CommunicationLedger
 from fedrec.federation.protocol import EvalReply, EvalTask, TrainReply, TrainTask
+from fedrec.federation.shared_model import ReplyError, SharedModel, Tier
 from fedrec.results import atomic_write
 
 SHOWN = ("recall@20", "ndcg@20", "hr@20", "mrr@20")
@@ -41,10 +40,28 @@ class RoundLog:
     dropped: list[dict] = field(default_factory=list)   # replies not aggregated, with the reason
 
 
+def tiers_for(split: Split, scenario: Scenario) -> list[Tier]:
+    """Each device profile's item representation (raises BudgetError, with the minimum, if a budget fits none)."""
+    if scenario.run.model == "sasrec":
+        from fedrec.federation import fedcodes
+        return fedcodes.tiers_for(scenario, split.n_items)
+    from fedrec.federation import fedmf
+    return fedmf.tiers_for(scenario, split.n_items)
+
+
+def server_model(split: Split, scenario: Scenario, log: Callable[[str], None] = print) -> SharedModel:
+    """The server side of the scenario's method: MF with full tables, or SASRec with compositional codes."""
+    if scenario.run.model == "sasrec":
+        from fedrec.federation.fedcodes import FederatedCodes
+        return FederatedCodes(split, scenario, log)
+    from fedrec.federation.fedmf import FederatedMF
+    return FederatedMF(split, scenario)
+
+
 class Coordinator:
     def __init__(self, split: Split, scenario: Scenario, log: Callable[[str], None] = print):
         self.split, self.scenario, self.run = split, scenario, scenario.run
-        self.model = FederatedMF(split, scenario)
+        self.model = server_model(split, scenario, log)
         self.ledger = CommunicationLedger()
         self.history = RoundLog()
         self.log = log
@@ -58,9 +75,9 @@ class Coordinator:
     def _train_tasks(self, users: list[int]) -> list[TrainTask]:
         tasks = []
         for user in users:
-            tier = self.model.tier_of(user)
-            tasks.append(TrainTask(user, tier.index, self.model.download(user).numpy(),
-                                   [w for w in self.model.widths if w <= tier.width], tier.profile.failure_prob))
+            tier, task = self.model.tier_of(user), self.model.task_for(user, "train")
+            tasks.append(TrainTask(user, tier.index, task.shared, task.private, task.settings,
+                                   tier.profile.failure_prob))
         return tasks
 
     def train_round(self, round_: int, transport: Transport) -> dict[str, float]:
@@ -73,19 +90,20 @@ class Coordinator:
         updates, losses = [], []
         for task, reply in zip(tasks, replies):
             profile = self.model.tiers[task.tier].profile
+            down = self.model.download_bytes(task.user, task.device_task)
             try:
                 if isinstance(reply, Exception):
                     raise ReplyError(f"client failed: {reply}")
-                update = self.model.validate(task.user, reply.rows, reply.delta, reply.n_examples)
+                update = self.model.validate(task.user, reply.deltas, reply.rows, reply.n_examples)
             except ReplyError as err:
                 self.history.dropped.append({"round": round_, "client": task.user, "reason": str(err)})
-                self.ledger.record(round_, task.user, profile, task.items.nbytes, 0, 0.0)
+                self.ledger.record(round_, task.user, profile, down, 0, 0.0)
                 continue
             updates.append(update)
             losses.append(reply.loss)
             simulated_compute = reply.n_examples * self.run.local_epochs * self.run.seconds_per_example
-            self.ledger.record(round_, task.user, profile, task.items.nbytes,
-                               reply.rows.nbytes + reply.delta.nbytes, simulated_compute)
+            up = sum(a.nbytes for a in (*reply.deltas.values(), *reply.rows.values()))
+            self.ledger.record(round_, task.user, profile, down, up, simulated_compute)
         self.model.apply(updates)
         self.rounds_done = round_
         return {"sampled": len(users), "aggregated": len(updates), "dropped": len(users) - len(updates),
@@ -97,8 +115,11 @@ class Coordinator:
     def evaluate(self, round_: int, transport: Transport, split_name: str = "test") -> dict[str, dict[str, float]]:
         """Per-tier mean metrics over every user with an evaluation example, each ranked on its own device."""
         data = self.split.test if split_name == "test" else self.split.valid
-        tasks = [EvalTask(int(u), self.model.tier_of(int(u)).index, self.model.download(int(u)).numpy(), split_name)
-                 for u in np.unique(data.users)]
+        tasks = []
+        for user in np.unique(data.users).tolist():
+            task = self.model.task_for(user, "evaluate")
+            tasks.append(EvalTask(user, self.model.tier_of(user).index, task.shared, task.private, task.settings,
+                                  split_name))
         sums: dict[int, dict[str, float]] = {}
         for reply in transport.evaluate(round_, tasks):
             if isinstance(reply, Exception) or not reply.sums:
@@ -113,13 +134,13 @@ class Coordinator:
         """Everything the server needs to go on after round `rounds_done`, in one atomically written file."""
         meta = {"rounds_done": self.rounds_done, "rows": self.history.rows, "dropped": self.history.dropped,
                 "ledger": self.ledger.rows}
-        atomic_write(path, lambda tmp: np.savez(tmp.open("wb"), items=self.model.items.numpy(),
-                                                meta=np.array(json.dumps(meta))))
+        state = {f"state.{k}": v for k, v in self.model.state().items()}
+        atomic_write(path, lambda tmp: np.savez(tmp.open("wb"), meta=np.array(json.dumps(meta)), **state))
 
     def restore(self, path: Path) -> None:
         with np.load(path, allow_pickle=False) as stored:
             meta = json.loads(str(stored["meta"]))
-            self.model.items = torch.from_numpy(stored["items"].copy())
+            self.model.load_state({k.removeprefix("state."): stored[k] for k in stored.files if k != "meta"})
         self.rounds_done = meta["rounds_done"]
         self.history = RoundLog(meta["rows"], meta["dropped"])
         self.ledger.rows = [tuple(r) for r in meta["ledger"]]

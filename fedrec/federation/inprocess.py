@@ -5,25 +5,25 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fedrec.data.dataset import Split
-from fedrec.experiment.scenario import RunSettings
+from fedrec.experiment.scenario import Scenario
 from fedrec.federation.device_state import DeviceStates
 from fedrec.federation.protocol import (EvalReply, EvalTask, SimulatedFailure, TrainReply, TrainTask, handle_evaluate,
                                         handle_train)
 
 
 class InProcessTransport:
-    def __init__(self, split: Split, run: RunSettings, device_dir: Path | None = None):
-        self.split, self.run = split, run
+    def __init__(self, split: Split, scenario: Scenario, device_dir: Path | None = None):
+        self.split, self.scenario = split, scenario
         self.states = DeviceStates(directory=device_dir)  # every device's private state
 
     def train(self, round_: int, tasks: Sequence[TrainTask]) -> list[TrainReply | Exception]:
         replies: list[TrainReply | Exception] = []
         for task in tasks:
             try:
-                replies.append(handle_train(self.split, self.run, task, round_, self.states))
+                replies.append(handle_train(self.split, self.scenario, task, round_, self.states))
             except SimulatedFailure as failure:
                 replies.append(failure)
         return replies
 
     def evaluate(self, round_: int, tasks: Sequence[EvalTask]) -> list[EvalReply | Exception]:
-        return [handle_evaluate(self.split, self.run, task, round_, self.states) for task in tasks]
+        return [handle_evaluate(self.split, self.scenario, task, round_, self.states) for task in tasks]

@@ -34,7 +34,7 @@ def build_model(name: str, split: Split, config: Config, log: Callable[[str], No
     if name == "mf":
         return MF(build(spec, init_std=config["init_std"]), split.n_users, l2=config["l2"], init_std=config["init_std"])
     if name == "sasrec":
-        model = _sasrec(build(spec, init_range=config["init_range"]), config)
+        model = sasrec_from_config(config, split.n_items)
         if not config["teacher"]:
             if spec.method == "codes":
                 raise ConfigError("embedding = 'codes' learns its codes from a teacher: give --set teacher=RUN_DIR "
@@ -46,7 +46,9 @@ def build_model(name: str, split: Split, config: Config, log: Callable[[str], No
     raise ConfigError(f"unknown model {name!r}; expected one of {list(MODELS)}")
 
 
-def _sasrec(items, config: Config) -> SASRec:
+def sasrec_from_config(config: Config, n_items: int) -> SASRec:
+    """A freshly initialised SASRec over `n_items` items with the item representation `config` asks for."""
+    items = build(item_spec(config, n_items), init_range=config["init_range"])
     return SASRec(items, max_len=config["max_len"], layers=config["layers"], heads=config["heads"],
                   inner=config["inner"], dropout=config["dropout"], init_range=config["init_range"],
                   score_scale=config["score_scale"], reverse_positions=config["reverse_positions"])
@@ -63,7 +65,7 @@ def load_teacher(run_dir: Path, split: Split) -> SASRec:
     config = resolve("sasrec", split.name) | saved["config"]  # keys added since the teacher ran take defaults
     if saved.get("model") != "sasrec" or config.get("embedding", "full") != "full":
         raise ConfigError(f"teacher: {run_dir} is not a full-table SASRec run")
-    teacher = _sasrec(build(item_spec(config, split.n_items)), config)
+    teacher = sasrec_from_config(config, split.n_items)
     state = torch.load(weights, map_location="cpu", weights_only=True)
     if state["items.weight"].shape[0] != split.n_items:
         raise ConfigError(f"teacher: {run_dir} has {state['items.weight'].shape[0]} items; this dataset has "
@@ -90,4 +92,4 @@ def _distil(student: SASRec, teacher: SASRec, split: Split, config: Config, log:
                      prefix_weight=config["prefix_weight"])
 
 
-__all__ = ["MODELS", "Recommender", "build_model", "item_spec", "load_teacher", "MF", "SASRec", "Popularity"]
+__all__ = ["MODELS", "Recommender", "build_model", "item_spec", "load_teacher", "sasrec_from_config", "MF", "SASRec", "Popularity"]

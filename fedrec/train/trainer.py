@@ -63,14 +63,23 @@ def _optimizer(model: Recommender, config: Config) -> torch.optim.Optimizer:
     return torch.optim.Adam(model.parameters(), lr=config["lr"], weight_decay=config.get("weight_decay", 0.0))
 
 
+def _schedule(optimizer: torch.optim.Optimizer, config: Config) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """Step decay of the learning rate every `lr_decay_epochs` epochs (SR-GNN's protocol); None when off."""
+    every = config.get("lr_decay_epochs", 0)
+    return torch.optim.lr_scheduler.StepLR(optimizer, every, config["lr_decay"]) if every > 0 else None
+
+
 def refit(split: Split, model_name: str, config: Config, epochs: int, seed: int = 0) -> Recommender:
     """Train afresh on training + validation data for the selected number of epochs (no evaluation on the way)."""
     full = split.with_validation_in_training()
     rng = seed_everything(seed)
     model = build_model(model_name, full, config)
     optimizer = _optimizer(model, config)
+    schedule = _schedule(optimizer, config)
     for epoch in range(1, epochs + 1):
         _train_epoch(model, optimizer, full, config, rng, f"refit {epoch}/{epochs}")
+        if schedule:
+            schedule.step()
     return model
 
 
@@ -99,9 +108,12 @@ def _early_stopped(model: Recommender, split: Split, config: Config, rng: np.ran
     if not model.trainable or config["epochs"] < 1:
         return rows, best
     optimizer, stale = _optimizer(model, config), 0
+    schedule = _schedule(optimizer, config)
     for epoch in range(1, config["epochs"] + 1):
         start = time.perf_counter()
         loss = _train_epoch(model, optimizer, split, config, rng, f"epoch {epoch}")
+        if schedule:
+            schedule.step()
         row: dict[str, Any] = {"epoch": epoch, "loss": loss, "train_seconds": time.perf_counter() - start}
         rows.append(row)
         if epoch % config["eval_every"] and epoch != config["epochs"]:
