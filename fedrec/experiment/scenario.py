@@ -7,6 +7,7 @@ optional `[model]` table of keys of the model's config file (`fedrec/configs/MOD
 """
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -107,7 +108,12 @@ def from_dict(data: dict[str, Any], source: str) -> Scenario:
 
 
 def load(path: Path, overrides: dict[str, str] | None = None) -> Scenario:
-    data = read_toml(path, "scenario file")
+    return load_dict(read_toml(path, "scenario file"), overrides, str(path))
+
+
+def load_dict(data: dict[str, Any], overrides: dict[str, str] | None = None, source: str = "<scenario>") -> Scenario:
+    """A scenario from its TOML tables with `--set`-style overrides (SECTION.KEY -> value text) applied first."""
+    data = copy.deepcopy(data)
     for dotted, text in (overrides or {}).items():
         _apply_override(data, dotted, parse_value(text))
-    return from_dict(data, str(path))
+    return from_dict(data, source)

@@ -1,0 +1,178 @@
+"""Federated SASRec with compositional codes: tier slicing, self-distillation, teacher signal, budgets, a full run."""
+import numpy as np
+import pytest
+import torch
+
+from fedrec.configs import resolve
+from fedrec.data.registry import load_dataset
+from fedrec.embeddings import artifact, load
+from fedrec.errors import BudgetError
+from fedrec.experiment import scenario as scenario_file
+from fedrec.experiment.runner import simulate
+from fedrec.federation.coordinator import TIMINGS, Coordinator
+from fedrec.federation.device_state import DeviceStates
+from fedrec.federation.fedcodes import (FederatedCodes, body_views, build_device_model, device_config, local_loss,
+                                        train_device)
+from fedrec.federation.inprocess import InProcessTransport
+from fedrec.models.sasrec import PrefixPairs
+from fedrec.train.trainer import fit, save_run
+
+# synthetic: 460 items; K = 16 codewords (4-bit codes): m codebooks x width w cost 230 m + 64 m w bytes
+DEVICES = {"low": {"fraction": 0.5, "budget_bytes": 800},      # 1 codebook x 8:  742 B
+           "mid": {"fraction": 0.3, "budget_bytes": 2_600},    # 2 x 16: 2,508 B
+           "high": {"fraction": 0.2, "budget_bytes": 3_800}}   # 3 x 16: 3,762 B
+
+
+def codes_scenario(**model) -> scenario_file.Scenario:
+    run = {"dataset": "synthetic", "model": "sasrec", "method": "codes", "max_dim": 16, "rounds": 4,
+           "clients_per_round": 30, "local_epochs": 1, "lr": 1e-2, "eval_every": 4}
+    config = {"codebooks": 3, "codewords": 16, "batch_size": 64, "dropout": 0.0} | model
+    return scenario_file.from_dict({"run": run, "devices": DEVICES, "model": config}, "test")
+
+
+@pytest.fixture(scope="module")
+def synthetic():
+    return load_dataset("synthetic")
+
+
+def quiet(_message):
+    pass
+
+
+def test_budgets_map_to_codebook_prefix_and_width(synthetic):
+    model = FederatedCodes(synthetic, codes_scenario(), quiet)
+    assert [(t.spec.options["codebooks"], t.width) for t in model.tiers] == [(1, 8), (2, 16), (3, 16)]
+    for tier in model.tiers:
+        assert model.device_items(tier).memory_bytes() <= tier.profile.budget_bytes
+    tight = scenario_file.load_dict(codes_scenario().to_dict(), {"devices.low.budget_bytes": "200"})
+    with pytest.raises(BudgetError, match=r"minimum \(1 codebook, width 1\) is 294 B"):
+        FederatedCodes(synthetic, tight, quiet)
+
+
+def test_narrow_devices_hold_leading_slices_with_q_k_v_cut_alike(synthetic):
+    model = FederatedCodes(synthetic, codes_scenario(), quiet)
+    low = model.tiers[0]
+    held = model.held(low)
+    device = build_device_model(synthetic.n_items, device_config(model.scenario), 1, low.width)
+    for name, view in body_views(device).items():
+        assert tuple(view.shape) == held[name].shape
+    full = model.shared["blocks.0.attention.in_proj_weight"].reshape(3 * 16, 16)
+    with torch.no_grad():
+        for name, view in body_views(device).items():
+            view.copy_(torch.from_numpy(held[name]))
+    q, k, v = device.blocks[0].attention.in_proj_weight.detach().split(low.width)
+    assert torch.equal(q, full[:8, :8]) and torch.equal(k, full[16:24, :8]) and torch.equal(v, full[32:40, :8])
+    assert np.array_equal(held["codebooks"], model.shared["codebooks"][:1, :, :8].numpy())
+
+
+def test_every_prefix_trains_and_the_longest_teaches_the_shorter(synthetic):
+    model = FederatedCodes(synthetic, codes_scenario(), quiet)
+    config = device_config(model.scenario)
+    device = build_device_model(synthetic.n_items, config, 3, 16)
+    device.items.set_codes(torch.from_numpy(model.codes.astype(np.int64)))
+    pairs = PrefixPairs([synthetic.train_sequences[0]], config["max_len"])
+    batch = pairs.batch(np.arange(len(pairs)))
+    with_prefixes = local_loss(device, batch, config, None)
+    without = local_loss(device, batch, config | {"prefix_weight": 0.0}, None)
+    assert with_prefixes > without  # the shorter prefixes' CE + KL terms are there
+    without.backward()
+    untouched = device.items.codebooks.grad.clone()
+    device.zero_grad()
+    (with_prefixes - without.detach()).backward()
+    assert device.items.codebooks.grad[0].abs().sum() > 0 and untouched[2].abs().sum() > 0
+    assert device.items.active == 3  # the device model is left at its full prefix
+
+
+def test_device_update_is_deterministic_and_covers_exactly_its_slices(synthetic):
+    model = FederatedCodes(synthetic, codes_scenario(), quiet)
+    task = model.task_for(5, "train")
+    one = train_device(synthetic, model.scenario, 5, task, 1, DeviceStates())
+    two = train_device(synthetic, model.scenario, 5, task, 1, DeviceStates())
+    assert one.deltas.keys() == model.held_shapes(model.tier_of(5)).keys()
+    assert all(np.array_equal(one.deltas[k], two.deltas[k]) for k in one.deltas)
+    assert one.n_examples == len(synthetic.train_sequences[5]) - 1
+    update = model.validate(5, one.deltas, one.rows, one.n_examples)  # what the server accepts
+    assert set(update.deltas) == set(one.deltas)
+
+
+def test_codes_are_downloaded_once_per_device(synthetic):
+    model = FederatedCodes(synthetic, codes_scenario(), quiet)
+    task = model.task_for(7, "train")
+    first, later = model.download_bytes(7, task), model.download_bytes(7, task)
+    m = model.tier_of(7).spec.options["codebooks"]
+    assert first - later == (synthetic.n_items * m * 4 + 7) // 8  # packed at 4 bits per code
+
+
+@pytest.fixture(scope="module")
+def teacher_dir(synthetic, tmp_path_factory):
+    out = tmp_path_factory.mktemp("teacher")
+    config = resolve("sasrec", "synthetic", overrides={"dim": 16, "inner": 16, "epochs": 3})
+    save_run(fit(synthetic, "sasrec", config, log=quiet), out)
+    return out
+
+
+def test_teacher_gives_codes_and_rows_of_the_users_items_only(synthetic, teacher_dir):
+    model = FederatedCodes(synthetic, codes_scenario(teacher=str(teacher_dir), code_epochs=5), quiet)
+    assert model.teacher_table is not None and model.teacher_table.shape == (synthetic.n_items, 16)
+    task = model.task_for(3, "train")
+    assert np.array_equal(task.private["teacher_ids"], np.unique(synthetic.train_sequences[3]))
+    width = model.tier_of(3).width
+    assert np.array_equal(task.private["teacher_rows"], model.teacher_table[task.private["teacher_ids"], :width])
+    assert model.task_for(3, "evaluate").private == {}  # evaluation needs no teacher
+    update = train_device(synthetic, model.scenario, 3, task, 1, DeviceStates())
+    assert np.isfinite(update.loss)
+
+
+def test_three_tier_run_learns_and_each_artifact_is_its_counted_bytes(synthetic, teacher_dir, tmp_path):
+    scenario = scenario_file.load_dict(codes_scenario(teacher=str(teacher_dir), code_epochs=5).to_dict(), {
+        "run.rounds": "8", "run.eval_every": "8", "run.clients_per_round": "50", "run.lr": "3e-3"})
+    summary = simulate(scenario, tmp_path, engine="inprocess", log=quiet)
+    for name, tier in summary["tiers"].items():
+        path = tmp_path / "items" / f"{name}.fedrec"
+        _, tensors, _ = artifact.read(path)
+        stored = sum(t.numel() * t.element_size() for t in tensors.values())
+        assert stored == tier["bytes_on_device"] == load(path).memory_bytes() <= tier["budget_bytes"]
+        assert tier["representation"]["method"] == "codes"
+    assert summary["overall"]["recall@20"] > 0.087  # twice random ranking (20 / 460); the teacher gets 0.125
+
+
+def test_same_seed_same_rounds_and_resume_state(synthetic, tmp_path):
+    scenario = codes_scenario()
+    runs = []
+    for _ in range(2):
+        coordinator = Coordinator(synthetic, scenario, log=quiet)
+        coordinator.run_rounds(InProcessTransport(synthetic, scenario), checkpoint=tmp_path / "c.npz")
+        runs.append(coordinator)
+    timeless = lambda rows: [{k: v for k, v in r.items() if k not in TIMINGS} for r in rows]  # noqa: E731
+    assert timeless(runs[0].history.rows) == timeless(runs[1].history.rows)
+    restored = Coordinator(synthetic, scenario, log=quiet)
+    restored.restore(tmp_path / "c.npz")
+    assert all(torch.equal(restored.model.shared[k], runs[1].model.shared[k]) for k in restored.model.shared)
+    assert restored.model._has_codes == runs[1].model._has_codes
+
+
+def test_flower_client_app_trains_codes_devices_like_direct_calls(synthetic, tmp_path):
+    """Codes tasks of two tiers through the Flower wire and ClientApp give the direct call's deltas."""
+    import json
+    import time
+
+    from flwr.app import Context, Message, MessageType, Metadata, RecordDict
+
+    import clients.app as client_app
+    from fedrec.experiment import wire
+    from fedrec.federation.protocol import TrainTask
+
+    model = FederatedCodes(synthetic, codes_scenario(), quiet)
+    users = [u for u in range(20) if model.tier_of(u).index in (0, 2)][:3]
+    tasks = [TrainTask(u, model.tier_of(u).index, **vars(model.task_for(u, "train"))) for u in users]
+    run_json = json.dumps(model.scenario.to_dict() | {"device_dir": str(tmp_path)})
+    metadata = Metadata(run_id=1, message_id="m", src_node_id=0, dst_node_id=1, reply_to_message_id="", group_id="",
+                        created_at=time.time(), ttl=60.0, message_type=MessageType.TRAIN)
+    context = Context(run_id=1, node_id=1, node_config={"partition-id": 0}, state=RecordDict(), run_config={})
+    reply = client_app.train(Message(wire.pack_train(tasks, run_json, 1), metadata=metadata), context)
+    replies, failed = wire.unpack_train_replies(reply.content)
+    assert failed == [] and [r.user for r in replies] == users
+    for task, got in zip(tasks, replies):
+        direct = train_device(synthetic, model.scenario, task.user, task.device_task, 1, DeviceStates())
+        assert got.deltas.keys() == direct.deltas.keys()
+        assert all(np.array_equal(got.deltas[k], direct.deltas[k]) for k in got.deltas)
