@@ -86,3 +86,13 @@ def test_refit_retrains_for_the_selected_epochs_and_reports_both(synthetic):
     assert result.summary["refit_epochs"] == result.summary["best_epoch"] >= 1
     assert metrics["test"] != metrics["test_before_refit"]
     assert result.model.users.weight.shape[0] == synthetic.n_users
+
+
+def test_step_decay_scales_the_learning_rate_per_epoch(synthetic):
+    """lr x 0 after the first epoch freezes the model: later epochs evaluate exactly like the first."""
+    config = resolve("sasrec", "synthetic", overrides={"dim": 16, "inner": 16, "epochs": 3, "patience": 5,
+                                                       "lr_decay_epochs": 1, "lr_decay": 0.0})
+    rows = fit(synthetic, "sasrec", config, log=quiet).epochs
+    assert rows[0]["valid_recall@20"] == rows[1]["valid_recall@20"] == rows[2]["valid_recall@20"]
+    moving = fit(synthetic, "sasrec", config | {"lr_decay_epochs": 0}, log=quiet).epochs
+    assert moving[0]["valid_recall@20"] == rows[0]["valid_recall@20"] and moving[2]["loss"] < moving[0]["loss"]
