@@ -16,7 +16,6 @@ import pandas as pd
 from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
 
-from fedrec.data.registry import load_dataset
 from fedrec.experiment import runner, scenario as scenario_file, wire
 
 noop_app = ClientApp()
@@ -71,7 +70,7 @@ def main() -> None:
     sets = {"run.rounds": str(args.rounds), "run.clients_per_round": str(args.clients),
             "run.eval_every": str(10**6)}
     base = scenario_file.load(args.scenario, sets)
-    n_users = load_dataset(base.run.dataset).n_users
+    n_users = base.load_split().n_users
     with tempfile.TemporaryDirectory() as tmp:
         ours = _run(base, Path(tmp) / "ours")
         noop = _run(base, Path(tmp) / "noop", noop_app)

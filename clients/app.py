@@ -14,7 +14,6 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, RecordD
 from flwr.clientapp import ClientApp
 
 from fedrec.data.dataset import Split
-from fedrec.data.registry import load_dataset
 from fedrec.experiment import scenario as scenario_file
 from fedrec.experiment import wire
 from fedrec.federation.device_state import DeviceStates
@@ -30,7 +29,7 @@ def _setup(run_json: str) -> tuple[Split, scenario_file.Scenario, Path | None]:
     data = json.loads(run_json)
     device_dir = data.pop("device_dir", "")
     scenario = scenario_file.from_dict(data, "scenario")
-    return load_dataset(scenario.run.dataset), scenario, Path(device_dir) if device_dir else None
+    return scenario.load_split(), scenario, Path(device_dir) if device_dir else None
 
 
 def _load_states(context: Context, device_dir: Path | None) -> DeviceStates:

@@ -7,7 +7,6 @@ import sys
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
-from fedrec.data.registry import load_dataset
 from fedrec.experiment import rundir
 from fedrec.experiment.runner import take_request
 from server.strategy import FlowerTransport, discover_nodes
@@ -19,7 +18,7 @@ app = ServerApp()
 def main(grid: Grid, context: Context) -> None:
     request = take_request(context)
     scenario = request.scenario
-    split = load_dataset(scenario.run.dataset)
+    split = scenario.load_split()
     coordinator = request.coordinator(split)
     per_node = scenario.run.clients_per_node
     nodes = discover_nodes(grid, expected=-(-split.n_users // per_node), timeout=scenario.run.round_timeout)

@@ -79,6 +79,14 @@ class Split:
     item_ids: np.ndarray = field(default_factory=lambda: np.empty(0))  # raw id of each dense item
     description: str = ""
     valid_sessions: list[np.ndarray] = field(default_factory=list)  # session data: the sessions validation came from
+    sequence_users: np.ndarray | None = None  # owner of each training sequence, ascending; None: sequence i is user i
+
+    def user_sequences(self, user: int) -> list[np.ndarray]:
+        """The training sequences of `user`: its history (CF), or the sessions of a pseudo-user (grouped sessions)."""
+        if self.sequence_users is None:
+            return [self.train_sequences[user]]
+        start, end = np.searchsorted(self.sequence_users, [user, user + 1])
+        return self.train_sequences[start:end]
 
     @property
     def n_train(self) -> int:
@@ -103,7 +111,7 @@ class Split:
         lengths = [len(s) for s in sequences]
         return replace(self, n_users=max(self.n_users, len(sequences)), train_sequences=sequences,
                        train_users=np.repeat(np.arange(len(sequences)), lengths),
-                       train_items=np.concatenate(sequences), valid_sessions=[])
+                       train_items=np.concatenate(sequences), valid_sessions=[], sequence_users=None)
 
     def stats(self) -> dict[str, int | str]:
         return {

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 
 from fedrec.data.dataset import EvalSet, InteractionLog, Split
-from fedrec.errors import DatasetError
+from fedrec.errors import ConfigError, DatasetError
 
 
 def reindex(raw: np.ndarray, vocabulary: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -176,6 +177,30 @@ def session_split(train_sessions: Sequence[Sequence[int]], test_prefixes: Sequen
         item_ids=item_ids,
         description=f"dataset's own test pairs; validation = most recent {valid_fraction:.0%} of training sessions",
     )
+
+
+def group_sessions(split: Split, sessions_per_user: int) -> Split:
+    """Session data as devices: every `sessions_per_user` consecutive training sessions (in the file's time order)
+    are one pseudo-user, and the validation and test pairs are dealt to the pseudo-users in consecutive blocks of
+    near-equal size, in order (a session's pairs may straddle two neighbours; each pair is ranked on its own).
+
+    Session datasets carry no user ids, so this stands in for "one client = one user": a device sees a stretch of
+    consecutive sessions, as a phone would over a period of use.
+    """
+    if split.kind != "session":
+        raise ConfigError(f"{split.name}: sessions_per_user applies to session datasets; this one is {split.kind}")
+    if sessions_per_user < 1:
+        raise ConfigError(f"sessions_per_user must be >= 1, got {sessions_per_user}")
+    owners = np.arange(len(split.train_sequences)) // sessions_per_user
+    n_users = int(owners[-1]) + 1 if len(owners) else 0
+    lengths = np.array([len(s) for s in split.train_sequences])
+
+    def deal(examples: EvalSet) -> EvalSet:
+        return replace(examples, users=np.arange(len(examples), dtype=np.int64) * n_users // max(len(examples), 1))
+
+    return replace(split, n_users=n_users, train_users=np.repeat(owners, lengths), sequence_users=owners,
+                   valid=deal(split.valid), test=deal(split.test),
+                   description=f"{split.description}; pseudo-users of {sessions_per_user} consecutive sessions")
 
 
 def time_segments(log: InteractionLog, n_segments: int) -> list[np.ndarray]:

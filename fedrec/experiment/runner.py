@@ -114,9 +114,7 @@ def simulate(scenario: Scenario, out: Path, engine: str = "ray", log: Callable[[
     """Run `scenario` (or resume it from `out`), write its run directory to `out`, return the summary."""
     import json
 
-    from fedrec.data.registry import load_dataset
-
-    split = load_dataset(scenario.run.dataset)
+    split = scenario.load_split()
     request = RunRequest(scenario, out, log, resume)
     if engine == "inprocess":
         from fedrec.federation.inprocess import InProcessTransport

@@ -14,6 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from fedrec.configs import Config, parse_value, read_toml, resolve, typed_updates
+from fedrec.data.dataset import Split
+from fedrec.data.registry import load_dataset
+from fedrec.data.splits import group_sessions
 from fedrec.errors import ConfigError
 from fedrec.federation.devices import DeviceMix
 
@@ -35,6 +38,7 @@ class RunSettings:
     eval_every: int = 5            # rounds between federated evaluations (the last round is always evaluated)
     seed: int = 0
     clients_per_node: int = 1      # cohort mode: users simulated inside one Flower node
+    sessions_per_user: int = 0     # session datasets: consecutive training sessions per pseudo-user (0 = one each)
     round_timeout: float = 300.0   # seconds to wait for replies before a round goes on without them
     num_cpus_per_client: float = 1.0
     ray_address: str = ""          # join an existing Ray cluster ("" = start a local one)
@@ -46,6 +50,11 @@ class Scenario:
     devices: DeviceMix
     source: str = field(default="<scenario>", compare=False)
     model: dict[str, Any] = field(default_factory=dict)  # overrides of the model's config file
+
+    def load_split(self) -> Split:
+        """The scenario's dataset, with sessions grouped into pseudo-users when `sessions_per_user` is set."""
+        split = load_dataset(self.run.dataset)
+        return group_sessions(split, self.run.sessions_per_user) if self.run.sessions_per_user else split
 
     def model_config(self) -> Config:
         """The model's configuration: its config file for this dataset, then this scenario's `[model]` table."""

@@ -1,7 +1,8 @@
 """Federated SASRec with compositional-code item embeddings (EODRec on devices of different sizes).
 
 Server side (`FederatedCodes`): M codebooks [M, K, D] and the SASRec body at width D are shared; the items' codes are
-fixed before round 1 (learned from a teacher's table, or random when the scenario names no teacher). A device's
+fixed before round 1. With a teacher (the server's full model) the body starts from the teacher's and the codes and
+codebooks are learned from its table; without one every item gets a random code and the body starts at random. A device's
 budget picks the codebook prefix m and width w it holds (`CodesEmbedding.for_budget`, the most m*w): it gets
 codebooks[:m, :, :w] and the body cut to width w (every weight's leading w rows/columns, attention's q/k/v blocks
 each cut alike, as in HeteroFL), and the codes of its m codebooks once (the ledger counts their packed bytes on first
@@ -107,13 +108,21 @@ class FederatedCodes(SharedModel):
     @staticmethod
     def _from_teacher(model: SASRec, path: Path, split: Split, config: Config,
                       log: Callable[[str], None]) -> np.ndarray:
-        """Codes and starting codebooks learned from the teacher's table (on the server, before round 1)."""
+        """Start from the teacher (on the server, before round 1): its body, and codes and codebooks learned from its
+        table; returns the table (the rows devices are pulled towards)."""
         from fedrec.train.code_learning import learn_codes
 
-        table = load_teacher(path, split).items.table().detach()
-        if table.shape[1] != model.items.dim:
-            raise ConfigError(f"teacher {path} has width {table.shape[1]}; the scenario's max_dim is "
-                              f"{model.items.dim} (set run.max_dim = {table.shape[1]})")
+        teacher = load_teacher(path, split)
+        table = teacher.items.table().detach()
+        body, teacher_body = body_views(model), body_views(teacher)
+        shapes = {k: tuple(v.shape) for k, v in body.items()}
+        if shapes != {k: tuple(v.shape) for k, v in teacher_body.items()}:
+            raise ConfigError(f"teacher {path} has another architecture or width ({table.shape[1]}) than the "
+                              f"scenario's model (max_dim {model.items.dim}, inner = max_dim): set run.max_dim and "
+                              f"[model] keys to the teacher's")
+        with torch.no_grad():
+            for name, view in body.items():
+                view.copy_(teacher_body[name])
         learned = learn_codes(table, model.items.n_codebooks, model.items.n_codewords, epochs=config["code_epochs"],
                               seed=int(torch.randint(2**31, ()).item()), log=log)
         model.items.set_codes(learned.codes)
@@ -135,7 +144,7 @@ class FederatedCodes(SharedModel):
         m = tier.spec.options["codebooks"]
         private: Arrays = {}
         if self.teacher_table is not None and purpose == "train":
-            ids = np.unique(self.split.train_sequences[user]).astype(np.int64)
+            ids = np.unique(np.concatenate(self.split.user_sequences(user))).astype(np.int64)
             private = {"teacher_ids": ids, "teacher_rows": np.ascontiguousarray(self.teacher_table[ids, :tier.width])}
         shared = self.held(tier) | {"codes": np.ascontiguousarray(self.codes[:, :m])}
         return DeviceTask(shared, private, {"codebooks": m, "width": tier.width})
@@ -210,7 +219,7 @@ def train_device(split: Split, scenario: Scenario, user: int, task: DeviceTask, 
     teacher = None
     if "teacher_ids" in task.private:
         teacher = (torch.from_numpy(task.private["teacher_ids"]), torch.from_numpy(task.private["teacher_rows"]))
-    pairs = PrefixPairs([split.train_sequences[user]], config["max_len"])
+    pairs = PrefixPairs(split.user_sequences(user), config["max_len"])
     optimizer = torch.optim.Adam(model.parameters(), lr=run.lr)
     model.train()
     losses = []
