@@ -81,6 +81,8 @@ def test_every_prefix_trains_and_the_longest_teaches_the_shorter(synthetic):
     (with_prefixes - without.detach()).backward()
     assert device.items.codebooks.grad[0].abs().sum() > 0 and untouched[2].abs().sum() > 0
     assert device.items.active == 3  # the device model is left at its full prefix
+    twice = tuple(torch.cat([t, t]) for t in batch)  # every term is a per-example mean: batch size does not weigh
+    assert torch.allclose(local_loss(device, twice, config, None), with_prefixes, rtol=1e-5)
 
 
 def test_device_update_is_deterministic_and_covers_exactly_its_slices(synthetic):

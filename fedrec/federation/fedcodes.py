@@ -196,7 +196,8 @@ def local_loss(model: SASRec, batch: tuple[torch.Tensor, ...], config: Config,
             for m in range(1, full):
                 items.use_prefix(m)
                 small = model.scores(model.encode(ids, mask))
-                shorter.append(F.cross_entropy(small, targets) + soft_label_kd(small, logits.detach()))
+                kl = soft_label_kd(small, logits.detach()) / len(targets)  # per example, as the CE
+                shorter.append(F.cross_entropy(small, targets) + kl)
         finally:
             items.use_prefix(full)
         loss = loss + config["prefix_weight"] * torch.stack(shorter).mean()
