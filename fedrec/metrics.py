@@ -2,8 +2,11 @@
 
 Definitions follow PAPERS.md §3: every item is ranked (no sampled negatives), items in `exclude` (a user's training
 items for CF) are removed from the ranking, and each metric is averaged over the evaluated examples.
-For examples with exactly one target the rank is exact: 1 + the number of items scored strictly higher, so ties
-never favour the target by accident of sort order. With several targets the top-K list decides (Recall/NDCG of §3.1).
+For examples with exactly one target, metrics are their expectation under a uniformly random order of tied items:
+the target is equally likely at every rank from 1 + (items scored strictly higher) to that + (other items scored the
+same). Continuous scores rarely tie, but compressed tables do (items sharing a code share a score: 40,727 items on one
+codebook of 256 codewords tie in blocks of ~160), and counting only strictly higher items would rank the target first
+in its block, inflating HR and MRR. With several targets the top-K list decides (Recall/NDCG of §3.1).
 """
 from __future__ import annotations
 
@@ -37,9 +40,13 @@ def mask_excluded(scores: torch.Tensor, exclude: Sequence[np.ndarray] | None) ->
     return scores
 
 
-def _single_target_ranks(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def _single_target_hits(scores: torch.Tensor, targets: torch.Tensor, k: int) -> torch.Tensor:
+    """[B, k]: probability that the target sits at rank 1..k when ties are ordered uniformly at random."""
     target_scores = scores.gather(1, targets.unsqueeze(1))
-    return (scores > target_scores).sum(dim=1) + 1
+    first = (scores > target_scores).sum(dim=1, keepdim=True) + 1           # best rank the target can take
+    block = (scores == target_scores).sum(dim=1, keepdim=True)              # the target and the items tied with it
+    ranks = torch.arange(1, k + 1).unsqueeze(0)
+    return ((ranks >= first) & (ranks < first + block)).float() / block
 
 
 def batch_metrics(scores: torch.Tensor, targets: Sequence[np.ndarray], exclude: Sequence[np.ndarray] | None = None,
@@ -47,9 +54,10 @@ def batch_metrics(scores: torch.Tensor, targets: Sequence[np.ndarray], exclude: 
     """Sums (not means) of every metric over the batch; `scores` [B, N] is modified (exclusions set to -inf)."""
     scores = mask_excluded(scores.float(), exclude)
     n_targets = torch.tensor([len(t) for t in targets], dtype=torch.float32)
-    if bool((n_targets == 1).all()):
-        ranks = _single_target_ranks(scores, torch.tensor([int(t[0]) for t in targets]))
-        hits_at = lambda k: (torch.arange(1, k + 1) == ranks.unsqueeze(1)).float()  # noqa: E731
+    single = bool((n_targets == 1).all())
+    if single:
+        expected = _single_target_hits(scores, torch.tensor([int(t[0]) for t in targets]), max(ks))
+        hits_at = lambda k: expected[:, :k]  # noqa: E731
     else:
         top = scores.topk(max(ks), dim=1).indices
         padded, valid = _pad(targets, fill=-1)
@@ -60,13 +68,17 @@ def batch_metrics(scores: torch.Tensor, targets: Sequence[np.ndarray], exclude: 
         hits = hits_at(k)
         discount = 1.0 / torch.log2(torch.arange(2, k + 2, dtype=torch.float32))
         idcg = torch.cumsum(discount, 0)[(n_targets.clamp(max=k) - 1).long()]
-        first_hit = torch.where(hits.any(dim=1), hits.argmax(dim=1).float() + 1, torch.inf)
         n_hits = hits.sum(dim=1)
         sums[f"recall@{k}"] = float((n_hits / n_targets).sum())
         sums[f"precision@{k}"] = float((n_hits / k).sum())
         sums[f"ndcg@{k}"] = float(((hits * discount).sum(dim=1) / idcg).sum())
-        sums[f"hr@{k}"] = float((n_hits > 0).float().sum())
-        sums[f"mrr@{k}"] = float((1.0 / first_hit).sum())
+        if single:  # one target: hit probability and expected reciprocal rank
+            sums[f"hr@{k}"] = float(n_hits.sum())
+            sums[f"mrr@{k}"] = float((hits / torch.arange(1, k + 1)).sum())
+        else:
+            first_hit = torch.where(hits.any(dim=1), hits.argmax(dim=1).float() + 1, torch.inf)
+            sums[f"hr@{k}"] = float((n_hits > 0).float().sum())
+            sums[f"mrr@{k}"] = float((1.0 / first_hit).sum())
     return sums
 
 

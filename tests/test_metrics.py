@@ -30,15 +30,24 @@ def test_excluded_item_never_counts_even_when_top_scored():
     assert batch_metrics(scores.clone(), [A([1, 2])], exclude=[A([0])], ks=(1,))["recall@1"] == pytest.approx(0.5)
 
 
-def test_single_target_rank_counts_only_strictly_higher_scores():
-    scores = torch.tensor([[0.2, 0.8, 0.8, 0.1], [0.2, 0.8, 0.8, 0.1]])
-    m = batch_metrics(scores, [A([2]), A([3])], ks=(1, 3, 5))
-    # row 0: tie with item 1 -> rank 1; row 1: rank 4
-    assert m["hr@1"] == 1 and m["mrr@1"] == 1 and m["ndcg@1"] == 1
-    assert m["hr@3"] == 1
-    assert m["mrr@5"] == pytest.approx(1 + 0.25)
-    assert m["ndcg@5"] == pytest.approx(1 + 1 / math.log2(5))
-    assert m["recall@5"] == 2 and m["precision@5"] == pytest.approx(2 / 5)
+def test_single_target_metrics_are_expectations_over_random_tie_order():
+    scores = torch.tensor([[0.2, 0.8, 0.8, 0.1], [0.2, 0.8, 0.8, 0.1], [0.5, 0.5, 0.5, 0.5]])
+    m = batch_metrics(scores, [A([2]), A([3]), A([0])], ks=(1, 3, 5))
+    # row 0: tied with item 1 -> rank 1 or 2, each with probability 1/2; row 1: rank 4; row 2: ranks 1-4 equally
+    assert m["hr@1"] == pytest.approx(0.5 + 0.25) and m["mrr@1"] == pytest.approx(0.5 + 0.25)
+    assert m["hr@3"] == pytest.approx(1 + 0.75)
+    assert m["mrr@5"] == pytest.approx((1 + 1 / 2) / 2 + 1 / 4 + (1 + 1 / 2 + 1 / 3 + 1 / 4) / 4)
+    assert m["ndcg@1"] == pytest.approx(0.75)
+    assert m["ndcg@5"] == pytest.approx((1 + 1 / math.log2(3)) / 2 + 1 / math.log2(5)
+                                        + sum(1 / math.log2(r + 1) for r in range(1, 5)) / 4)
+    assert m["recall@5"] == pytest.approx(3) and m["precision@5"] == pytest.approx(3 / 5)
+
+
+def test_a_block_of_tied_items_does_not_put_the_target_first():
+    scores = torch.zeros(1, 100)
+    scores[0, :40] = 1.0  # the target (item 0) ties with 39 others at the top
+    m = batch_metrics(scores, [A([0])], ks=(20,))
+    assert m["hr@20"] == pytest.approx(0.5) and m["mrr@20"] < 0.1
 
 
 def test_evaluate_averages_over_examples_across_batches():
