@@ -73,9 +73,9 @@ def train_device(split: Split, scenario: Scenario, user: int, task: DeviceTask, 
     """One user's local round from its private vector as of the previous round; the new vector is stored."""
     run, items = scenario.run, task.shared["items"]
     rng = np.random.default_rng([run.seed, round_, user])
-    update = train_mf_client(items, _user_vector(states, run, user, items.shape[1], round_ - 1),
-                             split.train_sequences[user], task.settings["widths"], run.local_epochs, run.lr, run.l2,
-                             rng)
+    positives = np.concatenate(split.user_sequences(user))
+    update = train_mf_client(items, _user_vector(states, run, user, items.shape[1], round_ - 1), positives,
+                             task.settings["widths"], run.local_epochs, run.lr, run.l2, rng)
     states.put(user, round_, update.user.astype(np.float32))
     return DeviceUpdate({"items": update.item_delta.astype(np.float32)}, {"items": update.rows.astype(np.int64)},
                         update.n_examples, update.loss)
