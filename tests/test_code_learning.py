@@ -1,7 +1,9 @@
 """Code learning from a teacher table: coarse-to-fine prefixes, determinism, hard codes."""
+import pytest
 import torch
 
-from fedrec.train.code_learning import CodeAutoencoder, learn_codes, prefix_errors
+from fedrec.errors import ConfigError
+from fedrec.train.code_learning import CodeAutoencoder, learn_codes, prefix_errors, unique_codes
 
 
 def clustered_table(n=600, dim=16, seed=0):
@@ -41,3 +43,31 @@ def test_straight_through_forward_is_hard_and_backward_reaches_the_encoder():
     assert model.encoder[0].weight.grad.abs().sum() > 0 and model.decoder.grad.abs().sum() > 0
     one_hot = torch.nn.functional.gumbel_softmax(model.logits(table), tau=0.3, hard=True)
     assert torch.equal(one_hot.sum(-1), torch.ones(7, 2)) and set(one_hot.unique().tolist()) == {0.0, 1.0}
+
+
+def test_twins_get_the_nearest_free_code_and_the_best_fitted_twin_keeps_its_own():
+    codebooks = torch.tensor([[[0.0, 0.0], [10.0, 0.0]], [[0.0, 0.0], [0.0, 1.0]]])  # M = 2, K = 2, d = 2
+    table = torch.tensor([[0.0, 0.1], [0.0, 0.9], [10.0, 0.0], [0.05, 0.0]])
+    codes = torch.tensor([[0, 0], [0, 1], [1, 0], [0, 0]])
+    fixed = unique_codes(codes, codebooks, table)
+    assert len(set(map(tuple, fixed.tolist()))) == 4
+    # items 0 and 3 share (0, 0): item 3 reconstructs better and keeps it; item 0's nearest free code is (1, 1)
+    # ((0, 1) is item 1's), reached by moving its last two codewords
+    assert fixed.tolist() == [[1, 1], [0, 1], [1, 0], [0, 0]]
+
+
+def test_twins_move_their_last_codeword_first():
+    table = clustered_table(n=200)
+    learned = learn_codes(table, codebooks=2, codewords=32, epochs=0, batch_size=100)
+    before = learned.codes
+    assert len(set(map(tuple, before.tolist()))) < 200  # k-means leaves twins here
+    after = learn_codes(table, codebooks=2, codewords=32, epochs=0, batch_size=100, unique=True)
+    assert len(set(map(tuple, after.codes.tolist()))) == 200
+    assert torch.equal(after.codes[:, 0], before[:, 0])  # the coarse codebook is untouched
+    moved = (after.codes != before).any(1)
+    assert 0 < moved.sum() < 200 and after.prefix_mse[0] == learned.prefix_mse[0]
+
+
+def test_more_items_than_codes_is_a_clear_error():
+    with pytest.raises(ConfigError, match="need more than 4\\^1 codes"):
+        unique_codes(torch.zeros(5, 1, dtype=torch.int64), torch.zeros(1, 4, 2), torch.zeros(5, 2))

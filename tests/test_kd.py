@@ -92,14 +92,14 @@ def teacher_dir(synthetic, tmp_path_factory):
 
 
 def test_codes_student_distilled_from_a_saved_teacher_end_to_end(synthetic, teacher_dir, tmp_path):
-    overrides = SMALL | {"epochs": 2, "embedding": "codes", "codebooks": 2, "codewords": 16, "code_epochs": 20,
+    overrides = SMALL | {"epochs": 2, "embedding": "codes", "codebooks": 2, "codewords": 32, "code_epochs": 20,
                          "teacher": str(teacher_dir), "kd_weight": 0.2, "cl_weight": 0.1}
     result = fit(synthetic, "sasrec", resolve("sasrec", "synthetic", overrides=overrides), log=quiet)
     save_run(result, tmp_path)
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["item_embedding"]["method"] == "codes"
     assert payload_bytes(tmp_path / "item_embedding.fedrec") == summary["item_embedding"]["bytes"]
-    assert summary["item_embedding"]["bytes"] == synthetic.n_items * 2 * 4 // 8 + 2 * 16 * 16 * 4  # 4-bit codes
+    assert summary["item_embedding"]["bytes"] == -(-synthetic.n_items * 2 * 5 // 8) + 2 * 32 * 16 * 4  # 5-bit codes
     teacher_hr = json.loads((teacher_dir / "summary.json").read_text())["metrics"]["test"]["hr@20"]
     assert summary["metrics"]["test"]["hr@20"] > 0.3 * teacher_hr > 0
     by_prefix = summary["metrics"]["test_by_codebook_prefix"]

@@ -35,7 +35,7 @@ from fedrec.experiment.scenario import Scenario
 from fedrec.federation.device_state import DeviceStates
 from fedrec.federation.shared_model import Arrays, DeviceTask, DeviceUpdate, SharedModel, Tier
 from fedrec.metrics import batch_metrics
-from fedrec.models import load_teacher, sasrec_from_config
+from fedrec.models import codes_from_teacher, copy_body, load_teacher, sasrec_from_config
 from fedrec.models.sasrec import SASRec, PrefixPairs
 from fedrec.train.kd import soft_label_kd
 
@@ -110,24 +110,10 @@ class FederatedCodes(SharedModel):
                       log: Callable[[str], None]) -> np.ndarray:
         """Start from the teacher (on the server, before round 1): its body, and codes and codebooks learned from its
         table; returns the table (the rows devices are pulled towards)."""
-        from fedrec.train.code_learning import learn_codes
-
         teacher = load_teacher(path, split)
         table = teacher.items.table().detach()
-        body, teacher_body = body_views(model), body_views(teacher)
-        shapes = {k: tuple(v.shape) for k, v in body.items()}
-        if shapes != {k: tuple(v.shape) for k, v in teacher_body.items()}:
-            raise ConfigError(f"teacher {path} has another architecture or width ({table.shape[1]}) than the "
-                              f"scenario's model (max_dim {model.items.dim}, inner = max_dim): set run.max_dim and "
-                              f"[model] keys to the teacher's")
-        with torch.no_grad():
-            for name, view in body.items():
-                view.copy_(teacher_body[name])
-        learned = learn_codes(table, model.items.n_codebooks, model.items.n_codewords, epochs=config["code_epochs"],
-                              seed=int(torch.randint(2**31, ()).item()), log=log)
-        model.items.set_codes(learned.codes)
-        with torch.no_grad():
-            model.items.codebooks.copy_(learned.codebooks)
+        copy_body(model, teacher)
+        codes_from_teacher(model.items, table, config, log)
         return table.numpy().astype(np.float32)
 
     def _device_shapes(self, tier: Tier) -> dict[str, tuple[int, ...]]:

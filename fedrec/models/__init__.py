@@ -74,22 +74,41 @@ def load_teacher(run_dir: Path, split: Split) -> SASRec:
     return teacher
 
 
-def _distil(student: SASRec, teacher: SASRec, split: Split, config: Config, log: Callable[[str], None]) -> Recommender:
+def copy_body(student: SASRec, teacher: SASRec) -> None:
+    """Every parameter but the item table, from `teacher` into `student` (same architecture and width)."""
+    body = {k: v for k, v in teacher.state_dict().items() if not k.startswith("items.")}
+    own = {k: tuple(v.shape) for k, v in student.state_dict().items() if not k.startswith("items.")}
+    if own != {k: tuple(v.shape) for k, v in body.items()}:
+        raise ConfigError(f"teacher has another architecture or width ({teacher.items.dim}) than the student "
+                          f"({student.items.dim}): give the student the teacher's dim, inner, layers and heads")
+    student.load_state_dict(body, strict=False)
+
+
+def codes_from_teacher(items: CodesEmbedding, table: torch.Tensor, config: Config,
+                       log: Callable[[str], None]) -> None:
+    """Fix `items`' codes, and start its codebooks, from codes learned on a teacher's item table."""
     from fedrec.train.code_learning import learn_codes
+
+    learned = learn_codes(table.detach(), items.n_codebooks, items.n_codewords, epochs=config["code_epochs"],
+                          seed=int(torch.randint(2**31, ()).item()), unique=config["unique_codes"], log=log)
+    items.set_codes(learned.codes)
+    with torch.no_grad():
+        items.codebooks.copy_(learned.codebooks)
+
+
+def _distil(student: SASRec, teacher: SASRec, split: Split, config: Config, log: Callable[[str], None]) -> Recommender:
     from fedrec.train.kd import Distiller
 
     if teacher.items.dim != student.items.dim:
         raise ConfigError(f"teacher width {teacher.items.dim} differs from the student's dim {student.items.dim}")
     if isinstance(student.items, CodesEmbedding):
-        learned = learn_codes(teacher.items.table(), student.items.n_codebooks, student.items.n_codewords,
-                              epochs=config["code_epochs"], seed=int(torch.randint(2**31, ()).item()), log=log)
-        student.items.set_codes(learned.codes)
-        with torch.no_grad():
-            student.items.codebooks.copy_(learned.codebooks)
+        codes_from_teacher(student.items, teacher.items.table(), config, log)
+    if config["body_from_teacher"]:
+        copy_body(student, teacher)
     return Distiller(student, teacher, split.item_popularity(), kd_weight=config["kd_weight"],
                      cl_weight=config["cl_weight"], mse_weight=config["mse_weight"],
                      hot_fraction=config["hot_fraction"], temperature=config["cl_temperature"],
                      prefix_weight=config["prefix_weight"])
 
 
-__all__ = ["MODELS", "Recommender", "build_model", "item_spec", "load_teacher", "sasrec_from_config", "MF", "SASRec", "Popularity"]
+__all__ = ["MODELS", "Recommender", "build_model", "codes_from_teacher", "copy_body", "item_spec", "load_teacher", "sasrec_from_config", "MF", "SASRec", "Popularity"]
