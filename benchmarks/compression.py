@@ -15,8 +15,18 @@ import json
 from pathlib import Path
 
 from centralised import Run, execute
+from fedrec.embeddings import TTEmbedding
+from fedrec.embeddings.codes import codes_bytes
 
 KD = ("--set", "kd_weight=0.2", "--set", "cl_weight=0.1")  # EODRec's weights (PAPERS.md §7.5)
+
+
+def equal_bytes_tt_rank(teacher: Path) -> int:
+    """The largest TT rank (3 cores) whose item table fits in the bytes of codes3 (M = 3, K = 256) at the teacher's
+    width: the TT-Rec row compared with codes at equal bytes."""
+    table = json.loads((teacher / "summary.json").read_text())["item_embedding"]
+    budget = codes_bytes(table["n_items"], 3, 256, table["dim"])
+    return TTEmbedding.for_budget(budget, table["n_items"], table["dim"], rank=256).options["ranks"][0]
 
 
 def students(dataset: str, teacher: Path) -> list[Run]:
@@ -31,7 +41,7 @@ def students(dataset: str, teacher: Path) -> list[Run]:
         student("codes4-kd", *codes, "--set", "codebooks=4", *KD),
         student("stp60", "--embedding", "stp_tt", "--set", "stp_rank=60"),
         student("stp60-kd", "--embedding", "stp_tt", "--teacher", str(teacher), "--set", "mse_weight=0.0", *KD),
-        student("tt16", "--embedding", "tt", "--set", "tt_rank=16"),
+        student("tt-equal", "--embedding", "tt", "--set", f"tt_rank={equal_bytes_tt_rank(teacher)}"),
     ]
 
 
@@ -58,10 +68,10 @@ def row(name: str, summary: dict, teacher_hr: float) -> str:
 
 def report(dataset: str, out: Path) -> str:
     teacher_dir = out / f"{dataset}-sasrec"
+    if not (teacher_dir / "summary.json").exists():
+        return f"no teacher yet: run `python benchmarks/centralised.py --only {dataset}-sasrec` first"
     runs = [("teacher", teacher_dir)] + [(s.label, out / s.name) for s in students(dataset, teacher_dir)]
     done = {label: json.loads((d / "summary.json").read_text()) for label, d in runs if (d / "summary.json").exists()}
-    if "teacher" not in done:
-        return f"no teacher yet: run `python benchmarks/centralised.py --only {dataset}-sasrec` first"
     teacher_hr = done["teacher"]["metrics"]["test"]["hr@20"]
     lines = ["| model | P@20 (HR@20) | MRR@20 | NDCG@20 | item-table bytes | compression (bytes) | "
              "compression (params) | P@20 / teacher | best epoch | P@20 by codebook prefix |", "|---" * 10 + "|"]
@@ -77,7 +87,7 @@ def main() -> None:
     parser.add_argument("--report", action="store_true")
     parser.add_argument("--only", nargs="*", help="student labels to run, e.g. codes3-kd stp60")
     args = parser.parse_args()
-    if not args.report:
+    if not args.report and (args.out / f"{args.dataset}-sasrec" / "summary.json").exists():
         for run in students(args.dataset, args.out / f"{args.dataset}-sasrec"):
             if not args.only or run.label in args.only:
                 execute(run, args.out, force=False)

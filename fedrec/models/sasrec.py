@@ -173,8 +173,8 @@ class SASRec(Recommender):
         """
         if self.score_scale <= 0:
             return self.items.score_all(session)
-        table = self.items.table()  # needed for the norms anyway, so one matmul scores every item
-        return self.score_scale * (F.normalize(session, dim=1) @ table.T) / table.norm(dim=1).clamp_min(1e-12)
+        table = F.normalize(self.items.table(), dim=1)  # rows normalised before the product: [N, d] work, not [B, N]
+        return (self.score_scale * F.normalize(session, dim=1)) @ table.T
 
     def _training_pairs(self, split: Split) -> PrefixPairs:
         if self._pairs is None:
