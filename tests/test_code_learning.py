@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from fedrec.errors import ConfigError
-from fedrec.train.code_learning import CodeAutoencoder, learn_codes, prefix_errors, unique_codes
+from fedrec.train.code_learning import (CodeAutoencoder, fit_codebooks, learn_codes, prefix_errors, random_codes,
+                                        unique_codes)
 
 
 def clustered_table(n=600, dim=16, seed=0):
@@ -71,3 +72,21 @@ def test_twins_move_their_last_codeword_first():
 def test_more_items_than_codes_is_a_clear_error():
     with pytest.raises(ConfigError, match="need more than 4\\^1 codes"):
         unique_codes(torch.zeros(5, 1, dtype=torch.int64), torch.zeros(1, 4, 2), torch.zeros(5, 2))
+
+
+def test_codebooks_fitted_to_fixed_codes_recover_a_table_made_of_codewords():
+    g = torch.Generator().manual_seed(0)
+    truth, codes = torch.randn(3, 8, 4, generator=g), torch.randint(0, 8, (500, 3), generator=g)
+    table = truth[torch.arange(3), codes].sum(-2)
+    fitted = fit_codebooks(codes, table, codewords=8, iterations=30)
+    assert prefix_errors(codes, fitted, table)[-1] < 1e-3 * table.pow(2).sum(1).mean()
+
+
+def test_random_codes_are_distinct_seeded_and_fitted():
+    table = clustered_table(n=400)
+    a, b = random_codes(table, 2, 32, seed=5), random_codes(table, 2, 32, seed=5)
+    assert torch.equal(a.codes, b.codes) and len(set(map(tuple, a.codes.tolist()))) == 400
+    variance = (table - table.mean(0)).pow(2).sum(-1).mean().item()
+    assert a.prefix_mse[-1] < variance  # codebooks fitted to the table, not left at zero
+    with pytest.raises(ConfigError, match="need more than 4\\^2 distinct codes"):
+        random_codes(table, 2, 4)

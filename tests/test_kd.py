@@ -115,3 +115,16 @@ def test_codes_without_a_teacher_and_bad_teachers_are_clear_errors(synthetic, te
     with pytest.raises(ConfigError, match="differs from the student's dim"):
         build_model("sasrec", synthetic, resolve("sasrec", "synthetic",
                                                  overrides={"teacher": str(teacher_dir), "dim": 8}))
+
+
+def test_random_codes_and_a_body_started_from_the_teacher(synthetic, teacher_dir):
+    overrides = {"teacher": str(teacher_dir), "embedding": "codes", "codebooks": 2, "codewords": 32,
+                 "code_assignment": "random", "body_from_teacher": True}
+    distiller = build_model("sasrec", synthetic, resolve("sasrec", "synthetic", overrides=SMALL | overrides))
+    student, teacher = distiller.student, distiller.teacher
+    assert len(set(map(tuple, student.items.codes.tolist()))) == synthetic.n_items
+    body = {k: v for k, v in teacher.state_dict().items() if not k.startswith("items.")}
+    assert body and all(torch.equal(student.state_dict()[k], v) for k, v in body.items())
+    with pytest.raises(ConfigError, match="code_assignment = 'nearest'"):
+        build_model("sasrec", synthetic, resolve("sasrec", "synthetic",
+                                                 overrides=SMALL | overrides | {"code_assignment": "nearest"}))

@@ -87,10 +87,16 @@ def copy_body(student: SASRec, teacher: SASRec) -> None:
 def codes_from_teacher(items: CodesEmbedding, table: torch.Tensor, config: Config,
                        log: Callable[[str], None]) -> None:
     """Fix `items`' codes, and start its codebooks, from codes learned on a teacher's item table."""
-    from fedrec.train.code_learning import learn_codes
+    from fedrec.train.code_learning import learn_codes, random_codes
 
-    learned = learn_codes(table.detach(), items.n_codebooks, items.n_codewords, epochs=config["code_epochs"],
-                          seed=int(torch.randint(2**31, ()).item()), unique=config["unique_codes"], log=log)
+    seed = int(torch.randint(2**31, ()).item())
+    if config["code_assignment"] == "random":
+        learned = random_codes(table.detach(), items.n_codebooks, items.n_codewords, seed=seed)
+    elif config["code_assignment"] == "learned":
+        learned = learn_codes(table.detach(), items.n_codebooks, items.n_codewords, epochs=config["code_epochs"],
+                              seed=seed, unique=config["unique_codes"], log=log)
+    else:
+        raise ConfigError(f"code_assignment = {config['code_assignment']!r}; expected 'learned' or 'random'")
     items.set_codes(learned.codes)
     with torch.no_grad():
         items.codebooks.copy_(learned.codebooks)

@@ -129,6 +129,41 @@ def unique_codes(codes: torch.Tensor, codebooks: torch.Tensor, table: torch.Tens
     return codes
 
 
+def fit_codebooks(codes: torch.Tensor, table: torch.Tensor, codewords: int, iterations: int = 10) -> torch.Tensor:
+    """Codebooks [M, K, d] minimising the squared error of the summed codewords to `table` for fixed codes (block
+    coordinate descent: each codeword becomes the mean residual of its items; unused codewords stay zero)."""
+    n_codebooks = codes.shape[1]
+    codebooks = torch.zeros(n_codebooks, codewords, table.shape[1])
+    counts = [torch.bincount(codes[:, m], minlength=codewords).clamp(min=1).unsqueeze(1) for m in range(n_codebooks)]
+    for _ in range(iterations):
+        for m in range(n_codebooks):
+            residual = table - _reconstruct(codes, codebooks) + codebooks[m, codes[:, m]]
+            codebooks[m] = torch.zeros(codewords, table.shape[1]).index_add_(0, codes[:, m], residual) / counts[m]
+    return codebooks
+
+
+def random_codes(table: torch.Tensor, codebooks: int, codewords: int, seed: int = 0) -> LearnedCodes:
+    """Distinct uniformly random codes, with codebooks fitted to `table` for them.
+
+    Unlike clustered codes, two items then rarely share more than one codeword, so each stays nearly orthogonal to
+    the others (what telling a repeated item from its neighbours needs); similarity must come from the codebooks.
+    """
+    if len(table) > codewords ** codebooks:
+        raise ConfigError(f"random codes: {len(table)} items need more than {codewords}^{codebooks} distinct codes; "
+                          f"raise `codebooks` or `codewords`")
+    rng = np.random.default_rng(seed)
+    taken: set[tuple[int, ...]] = set()
+    rows = []
+    while len(rows) < len(table):
+        code = tuple(rng.integers(0, codewords, codebooks).tolist())
+        if code not in taken:
+            taken.add(code)
+            rows.append(code)
+    codes = torch.tensor(rows, dtype=torch.int64)
+    fitted = fit_codebooks(codes, table.detach().float(), codewords)
+    return LearnedCodes(codes, fitted, prefix_errors(codes, fitted, table.detach().float()), "random codes")
+
+
 def residual_kmeans(table: torch.Tensor, codebooks: int, codewords: int, iterations: int,
                     generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Codes [N, M] and centroids [M, K, d] of k-means on the table, then on what is left of it, M times."""
