@@ -10,7 +10,7 @@ from fedrec.data.registry import load_dataset
 from fedrec.embeddings import EmbeddingSpec, FullEmbedding, build
 from fedrec.embeddings.artifact import payload_bytes
 from fedrec.errors import ConfigError
-from fedrec.models import build_model
+from fedrec.models import build_model, load_sasrec
 from fedrec.models.sasrec import SASRec
 from fedrec.train.kd import Distiller, hot_items, info_nce, soft_label_kd
 from fedrec.train.trainer import fit, save_run
@@ -105,6 +105,9 @@ def test_codes_student_distilled_from_a_saved_teacher_end_to_end(synthetic, teac
     by_prefix = summary["metrics"]["test_by_codebook_prefix"]
     assert set(by_prefix) == {"1", "2"} and by_prefix["2"] == summary["metrics"]["test"]
     assert by_prefix["1"]["hr@20"] > 0.3 * teacher_hr  # trained with random prefixes: one codebook still works
+    deployed = load_sasrec(tmp_path, synthetic).eval()  # the saved student, without its teacher
+    with torch.no_grad():
+        assert torch.allclose(deployed.score(synthetic.test), result.model.eval().score(synthetic.test))
 
 
 def test_codes_without_a_teacher_and_bad_teachers_are_clear_errors(synthetic, teacher_dir, tmp_path):

@@ -54,24 +54,33 @@ def sasrec_from_config(config: Config, n_items: int) -> SASRec:
                   score_scale=config["score_scale"], reverse_positions=config["reverse_positions"])
 
 
-def load_teacher(run_dir: Path, split: Split) -> SASRec:
-    """The SASRec saved by `fedrec train` in `run_dir` (its summary.json config, its model.pt weights)."""
+def load_sasrec(run_dir: Path, split: Split) -> SASRec:
+    """The SASRec saved by `fedrec train --model sasrec` in `run_dir`: the model itself or, for a distilled run, its
+    student (what was deployed)."""
     summary, weights = run_dir / "summary.json", run_dir / "model.pt"
     for path in (summary, weights):
         if not path.exists():
-            raise ConfigError(f"teacher: {path} not found; expected a run directory written by `fedrec train "
-                              f"--model sasrec`")
+            raise ConfigError(f"{path} not found; expected a run directory written by `fedrec train --model sasrec`")
     saved = json.loads(summary.read_text())
-    config = resolve("sasrec", split.name) | saved["config"]  # keys added since the teacher ran take defaults
-    if saved.get("model") != "sasrec" or config.get("embedding", "full") != "full":
-        raise ConfigError(f"teacher: {run_dir} is not a full-table SASRec run")
-    teacher = sasrec_from_config(config, split.n_items)
+    if saved.get("model") != "sasrec":
+        raise ConfigError(f"{run_dir} is a {saved.get('model')!r} run, not a SASRec one")
+    if saved["item_embedding"]["n_items"] != split.n_items:
+        raise ConfigError(f"{run_dir} has {saved['item_embedding']['n_items']} items; this dataset has {split.n_items}")
+    config = resolve("sasrec", split.name) | saved["config"]  # keys added since the run take defaults
+    model = sasrec_from_config(config, split.n_items)
     state = torch.load(weights, map_location="cpu", weights_only=True)
-    if state["items.weight"].shape[0] != split.n_items:
-        raise ConfigError(f"teacher: {run_dir} has {state['items.weight'].shape[0]} items; this dataset has "
-                          f"{split.n_items}")
-    teacher.load_state_dict(state)
-    return teacher
+    if any(key.startswith("student.") for key in state):
+        state = {key.removeprefix("student."): v for key, v in state.items() if key.startswith("student.")}
+    model.load_state_dict(state)
+    return model
+
+
+def load_teacher(run_dir: Path, split: Split) -> SASRec:
+    """A full-table SASRec run, to teach a compact student."""
+    summary = run_dir / "summary.json"
+    if summary.exists() and json.loads(summary.read_text()).get("item_embedding", {}).get("method") != "full":
+        raise ConfigError(f"teacher: {run_dir} is not a full-table SASRec run")
+    return load_sasrec(run_dir, split)
 
 
 def copy_body(student: SASRec, teacher: SASRec) -> None:
@@ -117,4 +126,4 @@ def _distil(student: SASRec, teacher: SASRec, split: Split, config: Config, log:
                      prefix_weight=config["prefix_weight"])
 
 
-__all__ = ["MODELS", "Recommender", "build_model", "codes_from_teacher", "copy_body", "item_spec", "load_teacher", "sasrec_from_config", "MF", "SASRec", "Popularity"]
+__all__ = ["MODELS", "Recommender", "build_model", "codes_from_teacher", "copy_body", "item_spec", "load_sasrec", "load_teacher", "sasrec_from_config", "MF", "SASRec", "Popularity"]
