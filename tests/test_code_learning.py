@@ -90,3 +90,13 @@ def test_random_codes_are_distinct_seeded_and_fitted():
     assert a.prefix_mse[-1] < variance  # codebooks fitted to the table, not left at zero
     with pytest.raises(ConfigError, match="need more than 4\\^2 distinct codes"):
         random_codes(table, 2, 4)
+
+
+def test_hybrid_codes_cluster_their_first_codebook_and_randomise_the_rest():
+    table = clustered_table(n=400)
+    hybrid = random_codes(table, 3, 16, seed=2, clustered=1)
+    assert len(set(map(tuple, hybrid.codes.tolist()))) == 400
+    pure = random_codes(table, 3, 16, seed=2)
+    assert hybrid.prefix_mse[0] < 0.5 * pure.prefix_mse[0]  # the k-means codebook carries the coarse structure
+    with pytest.raises(ConfigError, match="clustered_codebooks = 3"):
+        random_codes(table, 3, 16, clustered=3)

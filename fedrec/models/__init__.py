@@ -100,7 +100,8 @@ def codes_from_teacher(items: CodesEmbedding, table: torch.Tensor, config: Confi
 
     seed = int(torch.randint(2**31, ()).item())
     if config["code_assignment"] == "random":
-        learned = random_codes(table.detach(), items.n_codebooks, items.n_codewords, seed=seed)
+        learned = random_codes(table.detach(), items.n_codebooks, items.n_codewords, seed=seed,
+                               clustered=config["clustered_codebooks"])
     elif config["code_assignment"] == "learned":
         learned = learn_codes(table.detach(), items.n_codebooks, items.n_codewords, epochs=config["code_epochs"],
                               seed=seed, unique=config["unique_codes"], log=log)

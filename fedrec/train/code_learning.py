@@ -8,6 +8,7 @@ Once trained, codes = argmax and are fixed; the decoder's codebooks initialise t
 """
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -142,26 +143,41 @@ def fit_codebooks(codes: torch.Tensor, table: torch.Tensor, codewords: int, iter
     return codebooks
 
 
-def random_codes(table: torch.Tensor, codebooks: int, codewords: int, seed: int = 0) -> LearnedCodes:
-    """Distinct uniformly random codes, with codebooks fitted to `table` for them.
+def random_codes(table: torch.Tensor, codebooks: int, codewords: int, seed: int = 0,
+                 clustered: int = 0) -> LearnedCodes:
+    """Distinct codes, random after the first `clustered` codebooks (those come from residual k-means on `table`),
+    with codebooks fitted to `table` for them.
 
-    Unlike clustered codes, two items then rarely share more than one codeword, so each stays nearly orthogonal to
-    the others (what telling a repeated item from its neighbours needs); similarity must come from the codebooks.
+    Unlike clustered codes, two items then rarely share their random codewords, so each stays nearly orthogonal to
+    the others (what telling a repeated item from its neighbours needs); similarity comes from the clustered part.
     """
     if len(table) > codewords ** codebooks:
         raise ConfigError(f"random codes: {len(table)} items need more than {codewords}^{codebooks} distinct codes; "
                           f"raise `codebooks` or `codewords`")
+    if not 0 <= clustered < codebooks:
+        raise ConfigError(f"clustered_codebooks = {clustered}; expected 0..{codebooks - 1} (some codebooks must stay "
+                          f"random)")
+    table = table.detach().float()
     rng = np.random.default_rng(seed)
+    heads = [()] * len(table)
+    if clustered:
+        head_codes, _ = residual_kmeans(table, clustered, codewords, 10, torch.Generator().manual_seed(seed))
+        heads = [tuple(row) for row in head_codes.tolist()]
+        if max(Counter(heads).values()) > codewords ** (codebooks - clustered):
+            raise ConfigError(f"random codes: a k-means cluster holds more items than {codewords}^"
+                              f"{codebooks - clustered} random codes; lower `clustered_codebooks`")
     taken: set[tuple[int, ...]] = set()
     rows = []
-    while len(rows) < len(table):
-        code = tuple(rng.integers(0, codewords, codebooks).tolist())
-        if code not in taken:
-            taken.add(code)
-            rows.append(code)
+    for head in heads:
+        code = head + tuple(rng.integers(0, codewords, codebooks - clustered).tolist())
+        while code in taken:
+            code = head + tuple(rng.integers(0, codewords, codebooks - clustered).tolist())
+        taken.add(code)
+        rows.append(code)
     codes = torch.tensor(rows, dtype=torch.int64)
-    fitted = fit_codebooks(codes, table.detach().float(), codewords)
-    return LearnedCodes(codes, fitted, prefix_errors(codes, fitted, table.detach().float()), "random codes")
+    fitted = fit_codebooks(codes, table, codewords)
+    source = f"random codes after {clustered} clustered codebooks" if clustered else "random codes"
+    return LearnedCodes(codes, fitted, prefix_errors(codes, fitted, table), source)
 
 
 def residual_kmeans(table: torch.Tensor, codebooks: int, codewords: int, iterations: int,
