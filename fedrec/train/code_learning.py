@@ -5,6 +5,8 @@ hard one-hot forward, soft gradient backward) and decodes the sum of the chosen 
 averaged over every codebook prefix 1..M, so the first codebooks learn the coarse structure and each further codebook
 refines it: any prefix is a usable table (what lets one model serve every device budget).
 Once trained, codes = argmax and are fixed; the decoder's codebooks initialise the student's.
+The alternative, `random_codes`, gives every item a distinct random code and fits the codebooks to the table; on
+Tmall it beats learned codes because the teacher table is mostly its random init (BENCHMARKS.md).
 """
 from __future__ import annotations
 
