@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from centralised import Run, execute
@@ -30,8 +31,12 @@ def equal_bytes_tt_rank(teacher: Path) -> int:
 
 
 def students(dataset: str, teacher: Path) -> list[Run]:
+    """Every student scores as its teacher does (its score_scale), whatever the dataset's default is now."""
+    scale = json.loads((teacher / "summary.json").read_text())["config"]["score_scale"]
+
     def student(label: str, *args: str) -> Run:
-        return Run(dataset, "sasrec", ("--set", "patience=2", "--set", "track_test=true", *args), label=label)
+        return Run(dataset, "sasrec", ("--set", "patience=2", "--set", "track_test=true",
+                                       "--set", f"score_scale={scale}", *args), label=label)
 
     codes = ("--embedding", "codes", "--teacher", str(teacher))
     return [
@@ -66,10 +71,7 @@ def row(name: str, summary: dict, teacher_hr: float) -> str:
             f"{by_prefix} |")
 
 
-def report(dataset: str, out: Path) -> str:
-    teacher_dir = out / f"{dataset}-sasrec"
-    if not (teacher_dir / "summary.json").exists():
-        return f"no teacher yet: run `python benchmarks/centralised.py --only {dataset}-sasrec` first"
+def report(dataset: str, out: Path, teacher_dir: Path) -> str:
     runs = [("teacher", teacher_dir)] + [(s.label, out / s.name) for s in students(dataset, teacher_dir)]
     done = {label: json.loads((d / "summary.json").read_text()) for label, d in runs if (d / "summary.json").exists()}
     teacher_hr = done["teacher"]["metrics"]["test"]["hr@20"]
@@ -87,11 +89,15 @@ def main() -> None:
     parser.add_argument("--report", action="store_true")
     parser.add_argument("--only", nargs="*", help="student labels to run, e.g. codes3-kd stp60")
     args = parser.parse_args()
-    if not args.report and (args.out / f"{args.dataset}-sasrec" / "summary.json").exists():
-        for run in students(args.dataset, args.out / f"{args.dataset}-sasrec"):
+    teacher = args.out / f"{args.dataset}-sasrec"
+    if not (teacher / "summary.json").exists():
+        sys.exit(f"no teacher at {teacher}: run `python benchmarks/centralised.py --out {args.out} --only "
+                 f"{args.dataset}-sasrec` first")
+    if not args.report:
+        for run in students(args.dataset, teacher):
             if not args.only or run.label in args.only:
                 execute(run, args.out, force=False)
-    print(report(args.dataset, args.out))
+    print(report(args.dataset, args.out, teacher))
 
 
 if __name__ == "__main__":

@@ -131,3 +131,7 @@ def test_random_codes_and_a_body_started_from_the_teacher(synthetic, teacher_dir
     with pytest.raises(ConfigError, match="code_assignment = 'nearest'"):
         build_model("sasrec", synthetic, resolve("sasrec", "synthetic",
                                                  overrides=SMALL | overrides | {"code_assignment": "nearest"}))
+    teacher_scale = teacher.score_scale
+    with pytest.raises(ConfigError, match=f"give the student --set score_scale={teacher_scale}"):
+        build_model("sasrec", synthetic, resolve("sasrec", "synthetic",
+                                                 overrides=SMALL | overrides | {"score_scale": teacher_scale + 4}))

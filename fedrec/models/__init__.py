@@ -90,6 +90,9 @@ def copy_body(student: SASRec, teacher: SASRec) -> None:
     if own != {k: tuple(v.shape) for k, v in body.items()}:
         raise ConfigError(f"teacher has another architecture or width ({teacher.items.dim}) than the student "
                           f"({student.items.dim}): give the student the teacher's dim, inner, layers and heads")
+    if student.score_scale != teacher.score_scale:  # a body trained for one scoring would be scored another way
+        raise ConfigError(f"teacher scores with score_scale = {teacher.score_scale}, the student with "
+                          f"{student.score_scale}: give the student --set score_scale={teacher.score_scale}")
     student.load_state_dict(body, strict=False)
 
 
