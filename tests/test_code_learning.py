@@ -1,9 +1,10 @@
 """Code learning from a teacher table: coarse-to-fine prefixes, determinism, hard codes."""
+import numpy as np
 import pytest
 import torch
 
 from fedrec.errors import ConfigError
-from fedrec.train.code_learning import (CodeAutoencoder, fit_codebooks, learn_codes, prefix_errors, random_codes,
+from fedrec.train.code_learning import (CodeAutoencoder, cooccurrence_signal, fit_codebooks, learn_codes, prefix_errors, random_codes,
                                         unique_codes)
 
 
@@ -100,3 +101,27 @@ def test_hybrid_codes_cluster_their_first_codebook_and_randomise_the_rest():
     assert hybrid.prefix_mse[0] < 0.5 * pure.prefix_mse[0]  # the k-means codebook carries the coarse structure
     with pytest.raises(ConfigError, match="clustered_codebooks = 3"):
         random_codes(table, 3, 16, clustered=3)
+
+
+def test_cooccurrence_signal_groups_items_bought_together():
+    rng = np.random.default_rng(0)
+    groups = [np.arange(0, 30), np.arange(30, 60), np.arange(60, 90)]  # items only co-occur within their group
+    sequences = [rng.choice(groups[rng.integers(3)], size=8) for _ in range(600)]
+    signal = cooccurrence_signal(sequences, 90, dim=8, seed=1)
+    assert signal.shape == (90, 8) and torch.allclose(signal.norm(dim=1), torch.ones(90), atol=1e-5)
+    similarity = signal @ signal.T
+    same = torch.tensor([[i // 30 == j // 30 for j in range(90)] for i in range(90)])
+    assert similarity[same].mean() > 0.8 > 0.2 > similarity[~same].mean()
+    assert torch.equal(signal, cooccurrence_signal(sequences, 90, dim=8, seed=1))
+    with pytest.raises(ConfigError, match="no training sequence has two items"):
+        cooccurrence_signal([np.array([3])], 90, dim=8)
+
+
+def test_hybrid_codes_cluster_on_the_given_signal_not_the_table():
+    table = torch.randn(90, 16)  # no structure in the table ...
+    signal = torch.zeros(90, 3)
+    signal[torch.arange(90), torch.arange(90) // 30] = 1.0  # ... three clear groups in the signal
+    codes = random_codes(table, 3, 16, seed=4, clustered=1, signal=signal).codes
+    assert len(set(map(tuple, codes.tolist()))) == 90
+    for group in range(3):
+        assert len(set(codes[group * 30:(group + 1) * 30, 0].tolist())) == 1

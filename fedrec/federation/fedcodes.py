@@ -113,7 +113,7 @@ class FederatedCodes(SharedModel):
         teacher = load_teacher(path, split)
         table = teacher.items.table().detach()
         copy_body(model, teacher)
-        codes_from_teacher(model.items, table, config, log)
+        codes_from_teacher(model.items, table, split, config, log)
         return table.numpy().astype(np.float32)
 
     def _device_shapes(self, tier: Tier) -> dict[str, tuple[int, ...]]:

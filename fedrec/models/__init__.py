@@ -96,15 +96,27 @@ def copy_body(student: SASRec, teacher: SASRec) -> None:
     student.load_state_dict(body, strict=False)
 
 
-def codes_from_teacher(items: CodesEmbedding, table: torch.Tensor, config: Config,
+def cluster_signal(split: Split, table: torch.Tensor, config: Config, seed: int) -> torch.Tensor:
+    """What the clustered leading codebooks of random codes group items by (`cluster_signal`)."""
+    from fedrec.train.code_learning import cooccurrence_signal
+
+    if config["cluster_signal"] == "teacher":
+        return table
+    if config["cluster_signal"] == "cooccurrence":
+        return cooccurrence_signal(split.train_sequences, split.n_items, seed=seed)
+    raise ConfigError(f"cluster_signal = {config['cluster_signal']!r}; expected 'teacher' or 'cooccurrence'")
+
+
+def codes_from_teacher(items: CodesEmbedding, table: torch.Tensor, split: Split, config: Config,
                        log: Callable[[str], None]) -> None:
     """Fix `items`' codes, and start its codebooks, from codes learned on a teacher's item table."""
     from fedrec.train.code_learning import learn_codes, random_codes
 
     seed = int(torch.randint(2**31, ()).item())
     if config["code_assignment"] == "random":
+        signal = cluster_signal(split, table.detach(), config, seed) if config["clustered_codebooks"] else None
         learned = random_codes(table.detach(), items.n_codebooks, items.n_codewords, seed=seed,
-                               clustered=config["clustered_codebooks"])
+                               clustered=config["clustered_codebooks"], signal=signal)
     elif config["code_assignment"] == "learned":
         learned = learn_codes(table.detach(), items.n_codebooks, items.n_codewords, epochs=config["code_epochs"],
                               seed=seed, unique=config["unique_codes"], log=log)
@@ -121,7 +133,7 @@ def _distil(student: SASRec, teacher: SASRec, split: Split, config: Config, log:
     if teacher.items.dim != student.items.dim:
         raise ConfigError(f"teacher width {teacher.items.dim} differs from the student's dim {student.items.dim}")
     if isinstance(student.items, CodesEmbedding):
-        codes_from_teacher(student.items, teacher.items.table(), config, log)
+        codes_from_teacher(student.items, teacher.items.table(), split, config, log)
     if config["body_from_teacher"]:
         copy_body(student, teacher)
     return Distiller(student, teacher, split.item_popularity(), kd_weight=config["kd_weight"],
