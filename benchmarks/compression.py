@@ -42,6 +42,7 @@ def students(dataset: str, teacher: Path) -> list[Run]:
     return [
         student("full-kd", "--teacher", str(teacher), "--set", "mse_weight=0.0", *KD),
         student("codes3-kd", *codes, *KD),
+        student("codes3-kd-random", *codes, "--set", "clustered_codebooks=0", *KD),
         student("codes3", *codes),
         student("codes4-kd", *codes, "--set", "codebooks=4", *KD),
         student("stp60", "--embedding", "stp_tt", "--set", "stp_rank=60"),

@@ -135,3 +135,21 @@ def test_random_codes_and_a_body_started_from_the_teacher(synthetic, teacher_dir
     with pytest.raises(ConfigError, match=f"give the student --set score_scale={teacher_scale}"):
         build_model("sasrec", synthetic, resolve("sasrec", "synthetic",
                                                  overrides=SMALL | overrides | {"score_scale": teacher_scale + 4}))
+
+
+def test_first_codebook_clustered_on_co_occurrence_groups_items_of_one_session(synthetic, teacher_dir):
+    overrides = {"teacher": str(teacher_dir), "embedding": "codes", "codebooks": 2, "codewords": 32,
+                 "code_assignment": "random", "clustered_codebooks": 1}
+
+    def first_codebook(signal: str) -> np.ndarray:
+        config = resolve("sasrec", "synthetic", overrides=SMALL | overrides | {"cluster_signal": signal})
+        return build_model("sasrec", synthetic, config).student.items.codes[:, 0].numpy()
+
+    def shared_with_next_item(clusters: np.ndarray) -> float:
+        pairs = [(s[:-1], s[1:]) for s in synthetic.train_sequences if len(s) > 1]
+        return float(np.mean(np.concatenate([clusters[a] == clusters[b] for a, b in pairs])))
+
+    by_sessions, by_table = first_codebook("cooccurrence"), first_codebook("teacher")
+    assert shared_with_next_item(by_sessions) > 2 * shared_with_next_item(by_table)
+    with pytest.raises(ConfigError, match="cluster_signal = 'graph'; expected 'teacher' or 'cooccurrence'"):
+        first_codebook("graph")
