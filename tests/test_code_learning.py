@@ -1,4 +1,6 @@
 """Code learning from a teacher table: coarse-to-fine prefixes, determinism, hard codes."""
+from collections import Counter
+
 import numpy as np
 import pytest
 import torch
@@ -125,3 +127,16 @@ def test_hybrid_codes_cluster_on_the_given_signal_not_the_table():
     assert len(set(map(tuple, codes.tolist()))) == 90
     for group in range(3):
         assert len(set(codes[group * 30:(group + 1) * 30, 0].tolist())) == 1
+
+
+def test_an_over_full_cluster_keeps_its_nearest_items_and_the_rest_get_random_codes():
+    signal = torch.zeros(80, 3)  # items 0..49 have no signal (never co-occur): one point, more than a cluster holds
+    signal[50 + torch.arange(30), torch.arange(30) // 10] = 1.0  # items 50..79: three groups of ten
+    learned = random_codes(torch.randn(80, 8), 2, 16, seed=3, clustered=1, signal=signal)
+    codes = learned.codes
+    assert len(set(map(tuple, codes.tolist()))) == 80
+    for group in range(3):
+        assert len(set(codes[50 + group * 10:60 + group * 10, 0].tolist())) == 1
+    crowded = Counter(codes[:50, 0].tolist()).most_common(1)[0][1]
+    assert crowded == 16  # as many as its random codes; a random code cannot land there, every tail is taken
+    assert "34 items of over-full clusters random" in learned.source

@@ -193,26 +193,43 @@ def random_codes(table: torch.Tensor, codebooks: int, codewords: int, seed: int 
                           f"random)")
     table = table.detach().float()
     rng = np.random.default_rng(seed)
-    heads = [()] * len(table)
+    heads: list[tuple[int, ...] | None] = [()] * len(table)
     if clustered:
         points = table if signal is None else signal.detach().float()
-        head_codes, _ = residual_kmeans(points, clustered, codewords, 10, torch.Generator().manual_seed(seed))
-        heads = [tuple(row) for row in head_codes.tolist()]
-        if max(Counter(heads).values()) > codewords ** (codebooks - clustered):
-            raise ConfigError(f"random codes: a k-means cluster holds more items than {codewords}^"
-                              f"{codebooks - clustered} random codes; lower `clustered_codebooks`")
+        heads = _clustered_heads(points, clustered, codewords, codewords ** (codebooks - clustered), seed)
     taken: set[tuple[int, ...]] = set()
-    rows = []
-    for head in heads:
-        code = head + tuple(rng.integers(0, codewords, codebooks - clustered).tolist())
+    rows: list[tuple[int, ...]] = [()] * len(table)
+    for item in sorted(range(len(table)), key=lambda i: heads[i] is None):  # clustered items first: theirs always fit
+        head = heads[item] or ()
+        code = head + tuple(rng.integers(0, codewords, codebooks - len(head)).tolist())
         while code in taken:
-            code = head + tuple(rng.integers(0, codewords, codebooks - clustered).tolist())
+            code = head + tuple(rng.integers(0, codewords, codebooks - len(head)).tolist())
         taken.add(code)
-        rows.append(code)
+        rows[item] = code
     codes = torch.tensor(rows, dtype=torch.int64)
     fitted = fit_codebooks(codes, table, codewords)
-    source = f"random codes after {clustered} clustered codebooks" if clustered else "random codes"
+    source = "random codes"
+    if clustered:
+        overflow = sum(head is None for head in heads)
+        source += f" after {clustered} clustered codebooks ({overflow} items of over-full clusters random)"
     return LearnedCodes(codes, fitted, prefix_errors(codes, fitted, table), source)
+
+
+def _clustered_heads(points: torch.Tensor, clustered: int, codewords: int, capacity: int,
+                     seed: int) -> list[tuple[int, ...] | None]:
+    """The first `clustered` codewords of each item from residual k-means on `points`, or None for an item that does
+    not fit: a cluster holds at most `capacity` items (the random codes left under its head), the nearest to its
+    centre. Items with no signal (never co-occurring) share one point and would otherwise crowd one cluster."""
+    codes, centres = residual_kmeans(points, clustered, codewords, 10, torch.Generator().manual_seed(seed))
+    distance = (points - centres[torch.arange(clustered), codes].sum(1)).norm(dim=1)
+    candidates = [tuple(row) for row in codes.tolist()]
+    heads: list[tuple[int, ...] | None] = [None] * len(points)
+    members: Counter[tuple[int, ...]] = Counter()
+    for item in distance.argsort().tolist():
+        if members[candidates[item]] < capacity:
+            members[candidates[item]] += 1
+            heads[item] = candidates[item]
+    return heads
 
 
 def residual_kmeans(table: torch.Tensor, codebooks: int, codewords: int, iterations: int,
