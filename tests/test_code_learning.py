@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from fedrec.errors import ConfigError
-from fedrec.train.code_learning import (CodeAutoencoder, cooccurrence_signal, fit_codebooks, learn_codes, prefix_errors, random_codes,
+from fedrec.train.code_learning import (CodeAutoencoder, cooccurrence_signal, fit_codebooks, learn_codes, prefix_errors,
+                                        random_codes,
                                         unique_codes)
 
 

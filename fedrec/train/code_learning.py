@@ -166,7 +166,8 @@ def cooccurrence_signal(sequences: list[np.ndarray], n_items: int, dim: int = 64
         raise ConfigError("co-occurrence signal: no training sequence has two items; use cluster_signal = 'teacher'")
     pairs = torch.from_numpy(np.stack([np.concatenate(rows), np.concatenate(cols)])).long()
     pairs = pairs[:, pairs[0] != pairs[1]]
-    graph = torch.sparse_coo_tensor(pairs, torch.ones(pairs.shape[1]), (n_items, n_items), check_invariants=True).coalesce()
+    graph = torch.sparse_coo_tensor(pairs, torch.ones(pairs.shape[1]), (n_items, n_items),
+                                    check_invariants=True).coalesce()
     degree = torch.sparse.sum(graph, 1).to_dense() + 1
     index = graph.indices()
     weights = graph.values() / (degree[index[0]] * degree[index[1]]).sqrt()
