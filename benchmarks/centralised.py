@@ -40,10 +40,13 @@ class Run:
 
 
 SESSION_ARGS = ("--set", "track_test=true")
+GCE_GNN = Reference("GCE-GNN (SIGIR 2020)", {"hr@20": 0.3342, "mrr@20": 0.1542})
 RUNS = (
     Run("gowalla", "mf", ("--set", "refit=true"), reference=Reference("MF-BPR, NGCF/LightGCN papers", {"recall@20": 0.1291, "ndcg@20": 0.1109})),
-    Run("tmall", "sasrec", SESSION_ARGS,
-        Reference("GCE-GNN (SIGIR 2020)", {"hr@20": 0.3342, "mrr@20": 0.1542})),
+    Run("tmall", "sasrec", SESSION_ARGS, GCE_GNN),
+    # retrained on all training sessions for the selected epochs: 6.8% of Tmall's test targets occur only in the
+    # latest 10% of training sessions, the validation part (the papers train on every training session)
+    Run("tmall", "sasrec", (*SESSION_ARGS, "--set", "refit=true"), GCE_GNN, label="refit"),
     Run("diginetica", "sasrec", SESSION_ARGS,
         Reference("SR-GNN (AAAI 2019)", {"hr@20": 0.5073, "mrr@20": 0.1759})),
     Run("gowalla", "pop"), Run("tmall", "pop"), Run("diginetica", "pop"), Run("ml-100k", "pop"),

@@ -7,6 +7,7 @@ parameter, PAPERS.md §7.4), and P@20 (HR@20) relative to the teacher.
 
     python benchmarks/compression.py --dataset tmall --out runs/bench            # run what is missing, report
     python benchmarks/compression.py --dataset tmall --out runs/bench --report   # report only
+    python benchmarks/compression.py --dataset diginetica --epochs 1             # students capped at one epoch
 """
 from __future__ import annotations
 
@@ -30,24 +31,29 @@ def equal_bytes_tt_rank(teacher: Path) -> int:
     return TTEmbedding.for_budget(budget, table["n_items"], table["dim"], rank=256).options["ranks"][0]
 
 
-def students(dataset: str, teacher: Path) -> list[Run]:
-    """Every student scores as its teacher does (its score_scale), whatever the dataset's default is now."""
+def students(dataset: str, teacher: Path, epochs: int | None = None) -> list[Run]:
+    """Every student scores as its teacher does (its score_scale), whatever the dataset's default is now; `epochs`
+    caps every student alike (default: the dataset's SASRec schedule)."""
     scale = json.loads((teacher / "summary.json").read_text())["config"]["score_scale"]
+    cap = ("--epochs", str(epochs)) if epochs else ()
 
     def student(label: str, *args: str) -> Run:
         return Run(dataset, "sasrec", ("--set", "patience=2", "--set", "track_test=true",
-                                       "--set", f"score_scale={scale}", *args), label=label)
+                                       "--set", f"score_scale={scale}", *cap, *args), label=label)
 
     codes = ("--embedding", "codes", "--teacher", str(teacher))
+    tt_equal = ("--embedding", "tt", "--set", f"tt_rank={equal_bytes_tt_rank(teacher)}")
+    distilled = ("--teacher", str(teacher), "--set", "mse_weight=0.0", *KD)
     return [
-        student("full-kd", "--teacher", str(teacher), "--set", "mse_weight=0.0", *KD),
+        student("full-kd", *distilled),
         student("codes3-kd", *codes, *KD),
         student("codes3-kd-random", *codes, "--set", "clustered_codebooks=0", *KD),
         student("codes3", *codes),
         student("codes4-kd", *codes, "--set", "codebooks=4", *KD),
         student("stp60", "--embedding", "stp_tt", "--set", "stp_rank=60"),
-        student("stp60-kd", "--embedding", "stp_tt", "--teacher", str(teacher), "--set", "mse_weight=0.0", *KD),
-        student("tt-equal", "--embedding", "tt", "--set", f"tt_rank={equal_bytes_tt_rank(teacher)}"),
+        student("stp60-kd", "--embedding", "stp_tt", *distilled),
+        student("tt-equal", *tt_equal),
+        student("tt-equal-kd", *tt_equal, *distilled),
     ]
 
 
@@ -68,7 +74,8 @@ def row(name: str, summary: dict, teacher_hr: float) -> str:
     prefixes = summary["metrics"].get("test_by_codebook_prefix", {})
     by_prefix = ", ".join(f"{m}: {p['hr@20']:.4f}" for m, p in prefixes.items())
     return (f"| {name} | {test['hr@20']:.4f} | {test['mrr@20']:.4f} | {test['ndcg@20']:.4f} | {table['bytes']:,} | "
-            f"{by_bytes:.1f}x | {by_params:.1f}x | {test['hr@20'] / teacher_hr:.2f} | {summary['best_epoch']} | "
+            f"{by_bytes:.1f}x | {by_params:.1f}x | {test['hr@20'] / teacher_hr:.2f} | "
+            f"{summary['best_epoch']} of {summary['config']['epochs']} | "
             f"{by_prefix} |")
 
 
@@ -77,7 +84,7 @@ def report(dataset: str, out: Path, teacher_dir: Path) -> str:
     done = {label: json.loads((d / "summary.json").read_text()) for label, d in runs if (d / "summary.json").exists()}
     teacher_hr = done["teacher"]["metrics"]["test"]["hr@20"]
     lines = ["| model | P@20 (HR@20) | MRR@20 | NDCG@20 | item-table bytes | compression (bytes) | "
-             "compression (params) | P@20 / teacher | best epoch | P@20 by codebook prefix |", "|---" * 10 + "|"]
+             "compression (params) | P@20 / teacher | best epoch of | P@20 by codebook prefix |", "|---" * 10 + "|"]
     lines += [row(label, done[label], teacher_hr) if label in done else f"| {label} | not run |" + " |" * 8
               for label, _ in runs]
     return "\n".join(lines)
@@ -89,13 +96,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/bench"))
     parser.add_argument("--report", action="store_true")
     parser.add_argument("--only", nargs="*", help="student labels to run, e.g. codes3-kd stp60")
+    parser.add_argument("--epochs", type=int, help="epochs of every student (default: the dataset's schedule)")
     args = parser.parse_args()
     teacher = args.out / f"{args.dataset}-sasrec"
     if not (teacher / "summary.json").exists():
         sys.exit(f"no teacher at {teacher}: run `python benchmarks/centralised.py --out {args.out} --only "
                  f"{args.dataset}-sasrec` first")
     if not args.report:
-        for run in students(args.dataset, teacher):
+        for run in students(args.dataset, teacher, args.epochs):
             if not args.only or run.label in args.only:
                 execute(run, args.out, force=False)
     print(report(args.dataset, args.out, teacher))
