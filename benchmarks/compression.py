@@ -48,6 +48,7 @@ def students(dataset: str, teacher: Path, epochs: int | None = None) -> list[Run
         student("full-kd", *distilled),
         student("codes3-kd", *codes, *KD),
         student("codes3-kd-random", *codes, "--set", "clustered_codebooks=0", *KD),
+        student("codes3-kd-blend", *codes, "--set", "teacher_mix=0.2", *KD),  # the release's table: not compressed
         student("codes3", *codes),
         student("codes4-kd", *codes, "--set", "codebooks=4", *KD),
         student("stp60", "--embedding", "stp_tt", "--set", "stp_rank=60"),
@@ -57,15 +58,21 @@ def students(dataset: str, teacher: Path, epochs: int | None = None) -> list[Run
     ]
 
 
-def compression(item_embedding: dict) -> tuple[float, float]:
-    """(bytes, parameters) of the full float32 table over those of this one."""
+def parameters(item_embedding: dict) -> float:
+    """Stored parameters; a code counts as one (PAPERS.md §7.4), a blend adds the teacher's table to its inner one."""
     n, d, size = item_embedding["n_items"], item_embedding["dim"], item_embedding["bytes"]
     if item_embedding["method"] == "codes":
         m, k = item_embedding["options"]["codebooks"], item_embedding["options"]["codewords"]
-        parameters = n * m + m * k * d
-    else:
-        parameters = size / 4
-    return n * d * 4 / size, n * d / parameters
+        return n * m + m * k * d
+    if item_embedding["method"] == "blend":
+        return n * d + parameters(item_embedding["options"]["inner"] | {"bytes": size - n * d * 4})
+    return size / 4
+
+
+def compression(item_embedding: dict) -> tuple[float, float]:
+    """(bytes, parameters) of the full float32 table over those of this one."""
+    n, d = item_embedding["n_items"], item_embedding["dim"]
+    return n * d * 4 / item_embedding["bytes"], n * d / parameters(item_embedding)
 
 
 def row(name: str, summary: dict, teacher_hr: float) -> str:

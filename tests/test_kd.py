@@ -153,3 +153,33 @@ def test_first_codebook_clustered_on_co_occurrence_groups_items_of_one_session(s
     assert shared_with_next_item(by_sessions) > 2 * shared_with_next_item(by_table)
     with pytest.raises(ConfigError, match="cluster_signal = 'graph'; expected 'teacher' or 'cooccurrence'"):
         first_codebook("graph")
+
+
+def test_teacher_blend_ablation_stores_and_scores_the_mix(synthetic, teacher_dir, tmp_path):
+    """teacher_mix < 1 is the EODRec release's student table: exact bytes include the whole teacher table."""
+    overrides = SMALL | {"epochs": 1, "embedding": "codes", "codebooks": 2, "codewords": 32, "teacher_mix": 0.2,
+                         "code_assignment": "random", "teacher": str(teacher_dir), "kd_weight": 0.2}
+    result = fit(synthetic, "sasrec", resolve("sasrec", "synthetic", overrides=overrides), log=quiet)
+    save_run(result, tmp_path)
+    items = result.model.student.items
+    teacher_table = load_sasrec(teacher_dir, synthetic).items.table()
+    assert torch.equal(items.teacher, teacher_table.detach())
+    with torch.no_grad():
+        ids = torch.arange(synthetic.n_items)
+        assert torch.allclose(items.lookup(ids), 0.2 * items.inner.lookup(ids) + 0.8 * teacher_table, atol=1e-6)
+        query = torch.randn(3, 16)
+        assert torch.allclose(items.score_all(query), query @ items.table().T, atol=1e-5)
+    summary = json.loads((tmp_path / "summary.json").read_text())["item_embedding"]
+    codes_bytes = -(-synthetic.n_items * 2 * 5 // 8) + 2 * 32 * 16 * 4
+    assert summary["method"] == "blend"
+    assert summary["bytes"] == codes_bytes + synthetic.n_items * 16 * 4
+    assert payload_bytes(tmp_path / "item_embedding.fedrec") == summary["bytes"]
+    deployed = load_sasrec(tmp_path, synthetic).eval()
+    with torch.no_grad():
+        assert torch.allclose(deployed.score(synthetic.test), result.model.eval().score(synthetic.test), atol=1e-5)
+    with pytest.raises(ConfigError, match="give --teacher RUN_DIR"):
+        build_model("sasrec", synthetic, resolve("sasrec", "synthetic", overrides={"teacher_mix": 0.5}))
+    with pytest.raises(ConfigError, match="set through teacher_mix"):
+        build_model("sasrec", synthetic, resolve("sasrec", "synthetic", overrides=overrides | {"embedding": "blend"}))
+    with pytest.raises(ConfigError, match="0 < teacher_mix < 1"):
+        build_model("sasrec", synthetic, resolve("sasrec", "synthetic", overrides=overrides | {"teacher_mix": 1.5}))

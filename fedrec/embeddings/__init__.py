@@ -6,13 +6,14 @@ from typing import Any
 
 from fedrec.embeddings import artifact
 from fedrec.embeddings.base import EmbeddingSpec, ItemEmbedding
+from fedrec.embeddings.blend import TeacherBlend, blend_spec
 from fedrec.embeddings.codes import CodesEmbedding
 from fedrec.embeddings.full import FullEmbedding
 from fedrec.embeddings.tt import STPTTEmbedding, TTEmbedding
 from fedrec.errors import ConfigError
 
 METHODS: dict[str, type[ItemEmbedding]] = {
-    m.method: m for m in (FullEmbedding, CodesEmbedding, TTEmbedding, STPTTEmbedding)}
+    m.method: m for m in (FullEmbedding, CodesEmbedding, TTEmbedding, STPTTEmbedding, TeacherBlend)}
 
 
 def method_class(name: str) -> type[ItemEmbedding]:
@@ -33,4 +34,4 @@ def load(path: str | Path) -> ItemEmbedding:
     return module
 
 
-__all__ = ["EmbeddingSpec", "ItemEmbedding", "FullEmbedding", "CodesEmbedding", "TTEmbedding", "STPTTEmbedding", "METHODS", "build", "load", "method_class"]
+__all__ = ["EmbeddingSpec", "ItemEmbedding", "FullEmbedding", "CodesEmbedding", "TTEmbedding", "STPTTEmbedding", "TeacherBlend", "blend_spec", "METHODS", "build", "load", "method_class"]

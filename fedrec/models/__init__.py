@@ -9,7 +9,7 @@ import torch
 
 from fedrec.configs import Config, resolve
 from fedrec.data.dataset import Split
-from fedrec.embeddings import CodesEmbedding, EmbeddingSpec, build
+from fedrec.embeddings import CodesEmbedding, EmbeddingSpec, TeacherBlend, blend_spec, build
 from fedrec.errors import ConfigError
 from fedrec.models.base import Recommender
 from fedrec.models.mf import MF
@@ -20,12 +20,22 @@ MODELS = ("mf", "pop", "sasrec")
 
 
 def item_spec(config: Config, n_items: int) -> EmbeddingSpec:
-    """The item representation a config asks for (`embedding` and its size keys; `full` when absent)."""
+    """The item representation a config asks for (`embedding` and its size keys; `full` when absent), blended with
+    the teacher's table when `teacher_mix` < 1."""
     method = config.get("embedding", "full")
+    if method == "blend":
+        raise ConfigError("embedding = 'blend' is set through teacher_mix: give the compact method (e.g. codes) and "
+                          "--set teacher_mix=0.2")
     options = {"codes": lambda: {"codebooks": config["codebooks"], "codewords": config["codewords"]},
                "tt": lambda: {"rank": config["tt_rank"]},
                "stp_tt": lambda: {"rank": config["stp_rank"]}}.get(method, dict)()
-    return EmbeddingSpec(method, n_items, int(config["dim"]), options)
+    spec = EmbeddingSpec(method, n_items, int(config["dim"]), options)
+    eta = float(config.get("teacher_mix", 1.0))
+    if eta == 1.0:
+        return spec
+    if not config.get("teacher"):
+        raise ConfigError(f"teacher_mix = {eta} mixes in a teacher's table: give --teacher RUN_DIR")
+    return blend_spec(spec, eta)
 
 
 def build_model(name: str, split: Split, config: Config, log: Callable[[str], None] = print) -> Recommender:
@@ -132,8 +142,12 @@ def _distil(student: SASRec, teacher: SASRec, split: Split, config: Config, log:
 
     if teacher.items.dim != student.items.dim:
         raise ConfigError(f"teacher width {teacher.items.dim} differs from the student's dim {student.items.dim}")
-    if isinstance(student.items, CodesEmbedding):
-        codes_from_teacher(student.items, teacher.items.table(), split, config, log)
+    own = student.items
+    if isinstance(own, TeacherBlend):
+        own.set_teacher(teacher.items.table())
+        own = own.inner
+    if isinstance(own, CodesEmbedding):
+        codes_from_teacher(own, teacher.items.table(), split, config, log)
     if config["body_from_teacher"]:
         copy_body(student, teacher)
     return Distiller(student, teacher, split.item_popularity(), kd_weight=config["kd_weight"],
