@@ -142,12 +142,12 @@ def _distil(student: SASRec, teacher: SASRec, split: Split, config: Config, log:
 
     if teacher.items.dim != student.items.dim:
         raise ConfigError(f"teacher width {teacher.items.dim} differs from the student's dim {student.items.dim}")
-    own = student.items
+    own, table = student.items, teacher.items.table()
     if isinstance(own, TeacherBlend):
-        own.set_teacher(teacher.items.table())
+        own.set_teacher(table)
         own = own.inner
     if isinstance(own, CodesEmbedding):
-        codes_from_teacher(own, teacher.items.table(), split, config, log)
+        codes_from_teacher(own, table, split, config, log)
     if config["body_from_teacher"]:
         copy_body(student, teacher)
     return Distiller(student, teacher, split.item_popularity(), kd_weight=config["kd_weight"],
