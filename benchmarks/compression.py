@@ -52,6 +52,8 @@ def students(dataset: str, teacher: Path, epochs: int | None = None) -> list[Run
         student("codes3", *codes),
         student("codes4-kd", *codes, "--set", "codebooks=4", *KD),
         student("codes5x128-kd", *codes, "--set", "codebooks=5", "--set", "codewords=128", *KD),  # <= codes3's bytes
+        student("codes6-kd", *codes, "--set", "codebooks=6", "--set", "clustered_codebooks=4",  # ~21x: fills the
+                "--set", "cluster_signal=teacher", *KD),                                 # 20x budget
         student("stp60", "--embedding", "stp_tt", "--set", "stp_rank=60"),
         student("stp60-kd", "--embedding", "stp_tt", *distilled),
         student("tt-equal", *tt_equal),
