@@ -12,7 +12,7 @@ from fedrec.embeddings.artifact import payload_bytes
 from fedrec.errors import ConfigError
 from fedrec.models import build_model, load_sasrec
 from fedrec.models.sasrec import SASRec
-from fedrec.train.kd import Distiller, hot_items, info_nce, soft_label_kd
+from fedrec.train.kd import Distiller, cross_entropy_and_kd, hot_items, info_nce
 from fedrec.train.trainer import fit, save_run
 
 SMALL = {"dim": 16, "inner": 16, "batch_size": 256}
@@ -31,12 +31,23 @@ def tiny_pair(n_items=20, dim=8):
     return Distiller(student, teacher, popularity, kd_weight=0.2, cl_weight=0.1, mse_weight=1.0, prefix_weight=0.5)
 
 
-def test_kl_is_summed_and_info_nce_prefers_aligned_views():
-    teacher, student = torch.randn(3, 7), torch.randn(3, 7)
+def test_fused_cross_entropy_and_summed_kl_match_autograd_in_value_and_gradient():
+    torch.manual_seed(0)
+    teacher, targets = torch.randn(5, 7), torch.tensor([0, 6, 3, 3, 1])
+    student = torch.randn(5, 7, requires_grad=True)
+    reference = student.detach().clone().requires_grad_(True)
     p = teacher.softmax(1)
-    expected = (p * (p.log() - student.log_softmax(1))).sum()
-    assert torch.allclose(soft_label_kd(student, teacher), expected, atol=1e-5)
-    assert soft_label_kd(teacher, teacher).abs() < 1e-5
+    expected_ce = torch.nn.functional.cross_entropy(reference, targets)
+    expected_kd = (p * (p.log() - reference.log_softmax(1))).sum()
+    ce, kd = cross_entropy_and_kd(student, teacher, targets)
+    assert torch.allclose(ce, expected_ce, atol=1e-6) and torch.allclose(kd, expected_kd, atol=1e-5)
+    (0.7 * ce + 0.2 * kd).backward()
+    (0.7 * expected_ce + 0.2 * expected_kd).backward()
+    assert torch.allclose(student.grad, reference.grad, atol=1e-6)
+    assert cross_entropy_and_kd(teacher, teacher, targets)[1].abs() < 1e-5
+
+
+def test_info_nce_prefers_aligned_views():
     views = torch.randn(6, 4)
     assert info_nce(views, views, 0.2) < info_nce(views, views.roll(1, 0), 0.2)
 

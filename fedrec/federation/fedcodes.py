@@ -37,7 +37,7 @@ from fedrec.federation.shared_model import Arrays, DeviceTask, DeviceUpdate, Sha
 from fedrec.metrics import batch_metrics
 from fedrec.models import codes_from_teacher, copy_body, load_teacher, sasrec_from_config
 from fedrec.models.sasrec import SASRec, PrefixPairs
-from fedrec.train.kd import soft_label_kd
+from fedrec.train.kd import cross_entropy_and_kd
 
 PACKED_PROJECTIONS = ("in_proj_weight", "in_proj_bias")  # q, k and v stacked: cut each block, not the stack
 
@@ -182,8 +182,8 @@ def local_loss(model: SASRec, batch: tuple[torch.Tensor, ...], config: Config,
             for m in range(1, full):
                 items.use_prefix(m)
                 small = model.scores(model.encode(ids, mask))
-                kl = soft_label_kd(small, logits.detach()) / len(targets)  # per example, as the CE
-                shorter.append(F.cross_entropy(small, targets) + kl)
+                ce, kl = cross_entropy_and_kd(small, logits, targets)
+                shorter.append(ce + kl / len(targets))  # KL per example, as the CE
         finally:
             items.use_prefix(full)
         loss = loss + config["prefix_weight"] * torch.stack(shorter).mean()

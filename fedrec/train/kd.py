@@ -32,10 +32,35 @@ def hot_items(popularity: np.ndarray, fraction: float) -> torch.Tensor:
     return torch.from_numpy(mask)
 
 
-def soft_label_kd(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
-    """sum_b sum_i p_T log(p_T / p_S) at temperature 1, summed over the batch as in the papers."""
-    return F.kl_div(F.log_softmax(student_logits, 1), F.log_softmax(teacher_logits, 1), log_target=True,
-                    reduction="sum")
+class _CrossEntropyAndKD(torch.autograd.Function):
+    """Both losses from one log-softmax of the student's logits, with the closed-form gradients p_S - one_hot(y)
+    and p_S - p_T: on a CPU, autograd's separate softmax passes over the B x N logits cost about as much as the
+    scoring matmuls themselves."""
+
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor, teacher_log_probs: torch.Tensor,
+                targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        log_probs = torch.log_softmax(logits, 1)
+        teacher_probs = teacher_log_probs.exp()
+        ce = -log_probs.gather(1, targets[:, None]).mean()
+        kd = (teacher_probs * (teacher_log_probs - log_probs)).sum()
+        ctx.save_for_backward(log_probs, teacher_probs, targets)
+        return ce, kd
+
+    @staticmethod
+    def backward(ctx, grad_ce: torch.Tensor, grad_kd: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        log_probs, teacher_probs, targets = ctx.saved_tensors
+        per_row = grad_ce / len(targets)
+        grad = log_probs.exp().mul_(per_row + grad_kd).sub_(teacher_probs * grad_kd)
+        grad[torch.arange(len(targets)), targets] -= per_row
+        return grad, None, None
+
+
+def cross_entropy_and_kd(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
+                         targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(CE of the student on `targets`, batch mean; sum_b sum_i p_T log(p_T / p_S) at temperature 1, summed over
+    the batch as in the papers). Gradients reach the student's logits only."""
+    return _CrossEntropyAndKD.apply(student_logits, torch.log_softmax(teacher_logits.detach(), 1), targets)
 
 
 def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -86,19 +111,21 @@ class Distiller(Recommender):
         ids, mask, targets = batch
         session = self.student.encode(ids, mask)
         logits = self.student.scores(session)
-        terms = {"ce": F.cross_entropy(logits, targets)}
+        with torch.no_grad():
+            teacher_session = self.teacher.encode(ids, mask) if self.weights["kd"] or self.weights["cl"] else None
+        terms = {}
+        if self.weights["kd"]:
+            with torch.no_grad():
+                teacher_logits = self.teacher.scores(teacher_session)
+            terms["ce"], kd = cross_entropy_and_kd(logits, teacher_logits, targets)
+            terms["kd"] = self.weights["kd"] * kd
+        else:
+            terms["ce"] = F.cross_entropy(logits, targets)
         if self.weights["mse"]:
             terms["mse"] = self.weights["mse"] * F.mse_loss(self.student.items.table(), self.teacher.items.table())
-        if self.weights["kd"] or self.weights["cl"]:
-            with torch.no_grad():
-                teacher_session = self.teacher.encode(ids, mask)
-            if self.weights["kd"]:
-                with torch.no_grad():
-                    teacher_logits = self.teacher.scores(teacher_session)
-                terms["kd"] = self.weights["kd"] * soft_label_kd(logits, teacher_logits)
-            if self.weights["cl"]:
-                z_student, z_teacher = self.views(ids, mask, session, teacher_session)
-                terms["cl"] = self.weights["cl"] * info_nce(z_student, z_teacher, self.temperature)
+        if self.weights["cl"]:
+            z_student, z_teacher = self.views(ids, mask, session, teacher_session)
+            terms["cl"] = self.weights["cl"] * info_nce(z_student, z_teacher, self.temperature)
         if self.weights["prefix"] and isinstance(self.student.items, CodesEmbedding):
             terms["prefix"] = self.weights["prefix"] * self._random_prefix_ce(ids, mask, targets)
         return terms
