@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import time
 from pathlib import Path
 
 import numpy as np
@@ -188,10 +187,8 @@ def test_csv_with_column_mapping(tmp_path: Path) -> None:
 
 # --- synthetic generator ---------------------------------------------------------------------------------------------
 
-def test_synthetic_deterministic_and_fast() -> None:
-    start = time.perf_counter()
+def test_synthetic_deterministic() -> None:
     a = generate()
-    assert time.perf_counter() - start < 1.0
     b = generate()
     c = generate(seed=1)
     for x, y in [(a.users, b.users), (a.items, b.items), (a.timestamps, b.timestamps)]:
