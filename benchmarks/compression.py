@@ -8,6 +8,7 @@ parameter, PAPERS.md §7.4), and P@20 (HR@20) relative to the teacher.
     python benchmarks/compression.py --dataset tmall --out runs/bench            # run what is missing, report
     python benchmarks/compression.py --dataset tmall --out runs/bench --report   # report only
     python benchmarks/compression.py --dataset diginetica --epochs 1             # students capped at one epoch
+    python benchmarks/compression.py --dataset diginetica --epochs 2 --only codes6-learned-kd   # the 95% row
 """
 from __future__ import annotations
 
@@ -54,6 +55,8 @@ def students(dataset: str, teacher: Path, epochs: int | None = None) -> list[Run
         student("codes5x128-kd", *codes, "--set", "codebooks=5", "--set", "codewords=128", *KD),  # <= codes3's bytes
         student("codes6-kd", *codes, "--set", "codebooks=6", "--set", "clustered_codebooks=4",  # ~21x: fills the
                 "--set", "cluster_signal=teacher", *KD),                                 # 20x budget
+        student("codes6-learned-kd", *codes, "--set", "codebooks=6", "--set", "code_assignment=learned",
+                "--set", "lr_decay_epochs=1", *KD),  # plateaus after one epoch: lr x 0.1 from the second on
         student("stp60", "--embedding", "stp_tt", "--set", "stp_rank=60"),
         student("stp60-kd", "--embedding", "stp_tt", *distilled),
         student("tt-equal", *tt_equal),
