@@ -15,6 +15,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from fedrec.ranking import HEADLINE as SHOWN
+
 
 @dataclass(frozen=True)
 class Reference:
@@ -52,7 +54,6 @@ RUNS = (
     Run("gowalla", "pop"), Run("tmall", "pop"), Run("diginetica", "pop"), Run("ml-100k", "pop"),
     Run("ml-100k", "mf"), Run("ml-100k", "sasrec", ("--epochs", "8")),
 )
-SHOWN = ("recall@20", "ndcg@20", "hr@20", "mrr@20")
 
 
 def execute(run: Run, out: Path, force: bool) -> None:

@@ -1,8 +1,9 @@
 """Flower ClientApp: a node simulates one user's device (or, in cohort mode, several), each with private state.
 
-Node `partition-id` p with `clients-per-node` K holds users p*K .. p*K+K-1. Private user vectors persist in
-`Context.state` between rounds and in the run's device folder (what a restarted simulation resumes from); a simulated
-failure of one user is reported, the node's other users carry on.
+Node `partition-id` p with `clients-per-node` K holds users p*K .. p*K+K-1. Each device sees only its own
+`DeviceData` (cut from the run's split: a simulation convenience; a real device reads its own file). Private state
+persists in `Context.state` between rounds and in the run's device folder (what a restarted simulation resumes
+from); a simulated failure of one user is reported, the node's other users carry on.
 """
 from __future__ import annotations
 
@@ -14,22 +15,23 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, RecordD
 from flwr.clientapp import ClientApp
 
 from fedrec.data.dataset import Split
+from fedrec.device import DeviceData, DeviceRun, DeviceStates, handle_evaluate, handle_help, handle_train
 from fedrec.experiment import scenario as scenario_file
 from fedrec.experiment import wire
-from fedrec.federation.device_state import DeviceStates
-from fedrec.federation.protocol import SimulatedFailure, handle_evaluate, handle_train
+from fedrec.federation.messages import SimulatedFailure
 
 app = ClientApp()
 STATE_KEY, ROUNDS_KEY = "users", "user-rounds"
 
 
 @lru_cache(maxsize=4)
-def _setup(run_json: str) -> tuple[Split, scenario_file.Scenario, Path | None]:
-    """Dataset, scenario and device folder of a run, loaded once per worker process."""
+def _setup(run_json: str) -> tuple[Split, DeviceRun, Path | None]:
+    """Dataset, device settings and device folder of a run, loaded once per worker process."""
     data = json.loads(run_json)
     device_dir = data.pop("device_dir", "")
     scenario = scenario_file.from_dict(data, "scenario")
-    return scenario.load_split(), scenario, Path(device_dir) if device_dir else None
+    return scenario.load_split(), DeviceRun(scenario.run, scenario.model_config()), \
+        Path(device_dir) if device_dir else None
 
 
 def _load_states(context: Context, device_dir: Path | None) -> DeviceStates:
@@ -50,20 +52,25 @@ def _save_states(context: Context, states: DeviceStates) -> None:
 
 @app.query()
 def query(msg: Message, context: Context) -> Message:
-    """Which partition this node simulates (the server maps users to nodes with it)."""
-    partition = int(context.node_config["partition-id"])
-    return Message(RecordDict({"node": ConfigRecord({"partition": partition})}), reply_to=msg)
+    """Which partition this node simulates (the server maps users to nodes with it), or its users' help requests."""
+    if "partition" in msg.content:
+        partition = int(context.node_config["partition-id"])
+        return Message(RecordDict({"node": ConfigRecord({"partition": partition})}), reply_to=msg)
+    run_json, users = wire.unpack_help(msg.content)
+    split, device, _ = _setup(run_json)
+    requests = [handle_help(device, DeviceData.from_split(split, user)) for user in users]
+    return Message(wire.pack_help_replies(requests), reply_to=msg)
 
 
 @app.train()
 def train(msg: Message, context: Context) -> Message:
     run_json, round_, tasks = wire.unpack_train(msg.content)
-    split, scenario, device_dir = _setup(run_json)
+    split, device, device_dir = _setup(run_json)
     states = _load_states(context, device_dir)
     replies, failed = [], []
     for task in tasks:
         try:
-            replies.append(handle_train(split, scenario, task, round_, states))
+            replies.append(handle_train(device, task, DeviceData.from_split(split, task.user), states, round_))
         except SimulatedFailure:
             failed.append(task.user)
     _save_states(context, states)
@@ -73,7 +80,8 @@ def train(msg: Message, context: Context) -> Message:
 @app.evaluate()
 def evaluate(msg: Message, context: Context) -> Message:
     run_json, round_, tasks = wire.unpack_evaluate(msg.content)
-    split, scenario, device_dir = _setup(run_json)
+    split, device, device_dir = _setup(run_json)
     states = _load_states(context, device_dir)
-    replies = [handle_evaluate(split, scenario, task, round_, states) for task in tasks]
+    replies = [handle_evaluate(device, task, DeviceData.from_split(split, task.user), states, round_)
+               for task in tasks]
     return Message(wire.pack_eval_replies(replies), reply_to=msg)

@@ -10,7 +10,7 @@ from pathlib import Path
 from fedrec.configs import key_values, model_names, parse_value, require_model, resolve
 from fedrec.errors import ConfigError, FedrecError
 
-SUMMARY_KEYS = ("recall@20", "ndcg@20", "hr@20", "mrr@20")
+from fedrec.ranking import HEADLINE as SUMMARY_KEYS
 
 
 def _columns(text: str | None) -> dict[str, str] | None:

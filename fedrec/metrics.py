@@ -16,70 +16,16 @@ import numpy as np
 import torch
 
 from fedrec.data.dataset import EvalSet
+from fedrec.ranking import DEFAULT_KS, METRIC_NAMES, metric_sums
 
-DEFAULT_KS = (5, 10, 20)
-METRIC_NAMES = ("recall", "precision", "ndcg", "hr", "mrr")
+__all__ = ["DEFAULT_KS", "METRIC_NAMES", "batch_metrics", "evaluate"]
 
-
-def _pad(rows: Sequence[np.ndarray], fill: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Ragged id lists -> (padded [B, L] long tensor, bool mask)."""
-    width = max((len(r) for r in rows), default=0)
-    out = np.full((len(rows), max(width, 1)), fill, dtype=np.int64)
-    for i, r in enumerate(rows):
-        out[i, :len(r)] = r
-    ids = torch.from_numpy(out)
-    return ids, ids != fill
-
-
-def mask_excluded(scores: torch.Tensor, exclude: Sequence[np.ndarray] | None) -> torch.Tensor:
-    """Set excluded items to -inf in place (they can then never enter a top-K list)."""
-    if exclude is not None and any(len(e) for e in exclude):
-        ids, valid = _pad(exclude, fill=-1)
-        rows = torch.arange(len(exclude)).unsqueeze(1).expand_as(ids)
-        scores[rows[valid], ids[valid]] = float("-inf")
-    return scores
-
-
-def _single_target_hits(scores: torch.Tensor, targets: torch.Tensor, k: int) -> torch.Tensor:
-    """[B, k]: probability that the target sits at rank 1..k when ties are ordered uniformly at random."""
-    target_scores = scores.gather(1, targets.unsqueeze(1))
-    first = (scores > target_scores).sum(dim=1, keepdim=True) + 1           # best rank the target can take
-    block = (scores == target_scores).sum(dim=1, keepdim=True)              # the target and the items tied with it
-    ranks = torch.arange(1, k + 1).unsqueeze(0)
-    return ((ranks >= first) & (ranks < first + block)).float() / block
 
 
 def batch_metrics(scores: torch.Tensor, targets: Sequence[np.ndarray], exclude: Sequence[np.ndarray] | None = None,
                   ks: Sequence[int] = DEFAULT_KS) -> dict[str, float]:
     """Sums (not means) of every metric over the batch; `scores` [B, N] is modified (exclusions set to -inf)."""
-    scores = mask_excluded(scores.float(), exclude)
-    n_targets = torch.tensor([len(t) for t in targets], dtype=torch.float32)
-    single = bool((n_targets == 1).all())
-    if single:
-        expected = _single_target_hits(scores, torch.tensor([int(t[0]) for t in targets]), max(ks))
-        hits_at = lambda k: expected[:, :k]  # noqa: E731
-    else:
-        top = scores.topk(max(ks), dim=1).indices
-        padded, valid = _pad(targets, fill=-1)
-        in_targets = ((top.unsqueeze(2) == padded.unsqueeze(1)) & valid.unsqueeze(1)).any(dim=2).float()
-        hits_at = lambda k: in_targets[:, :k]  # noqa: E731
-    sums: dict[str, float] = {}
-    for k in ks:
-        hits = hits_at(k)
-        discount = 1.0 / torch.log2(torch.arange(2, k + 2, dtype=torch.float32))
-        idcg = torch.cumsum(discount, 0)[(n_targets.clamp(max=k) - 1).long()]
-        n_hits = hits.sum(dim=1)
-        sums[f"recall@{k}"] = float((n_hits / n_targets).sum())
-        sums[f"precision@{k}"] = float((n_hits / k).sum())
-        sums[f"ndcg@{k}"] = float(((hits * discount).sum(dim=1) / idcg).sum())
-        if single:  # one target: hit probability and expected reciprocal rank
-            sums[f"hr@{k}"] = float(n_hits.sum())
-            sums[f"mrr@{k}"] = float((hits / torch.arange(1, k + 1)).sum())
-        else:
-            first_hit = torch.where(hits.any(dim=1), hits.argmax(dim=1).float() + 1, torch.inf)
-            sums[f"hr@{k}"] = float((n_hits > 0).float().sum())
-            sums[f"mrr@{k}"] = float((1.0 / first_hit).sum())
-    return sums
+    return metric_sums(scores.detach().float().numpy(), targets, exclude, ks)
 
 
 def evaluate(score_fn: Callable[[EvalSet], torch.Tensor], data: EvalSet, ks: Sequence[int] = DEFAULT_KS,

@@ -1,4 +1,8 @@
-"""Flower ServerApp: runs the coordinator's rounds over the simulated nodes and writes the run directory."""
+"""Flower ServerApp: runs the coordinator's rounds over the nodes and writes the run directory.
+
+`fedrec simulate` builds one around its run request (`server_app_for`, used by `server.simulation`); `flwr run .`
+loads the module-level `app`, which reads the run from its run config (keys scenario, out, set).
+"""
 from __future__ import annotations
 
 import json
@@ -8,15 +12,11 @@ from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
 from fedrec.experiment import rundir
-from fedrec.experiment.runner import take_request
-from server.strategy import FlowerTransport, discover_nodes
-
-app = ServerApp()
+from fedrec.experiment.runner import RunRequest, request_from_run_config
+from server.transport import FlowerTransport, discover_nodes
 
 
-@app.main()
-def main(grid: Grid, context: Context) -> None:
-    request = take_request(context)
+def serve(grid: Grid, request: RunRequest) -> None:
     scenario = request.scenario
     split = scenario.load_split()
     coordinator = request.coordinator(split)
@@ -26,6 +26,21 @@ def main(grid: Grid, context: Context) -> None:
     transport = FlowerTransport(grid, run_json, nodes, per_node, scenario.run.round_timeout)
     coordinator.run_rounds(transport, progress=request.progress(), checkpoint=request.checkpoint)
     rundir.write(request.out, coordinator, scenario)
+
+
+def server_app_for(request: RunRequest) -> ServerApp:
+    """A ServerApp that executes `request` (the run travels in the closure, not in a module global)."""
+    server_app = ServerApp()
+    server_app.main()(lambda grid, context: serve(grid, request))
+    return server_app
+
+
+app = ServerApp()
+
+
+@app.main()
+def main(grid: Grid, context: Context) -> None:
+    serve(grid, request_from_run_config(dict(getattr(context, "run_config", {}) or {})))
 
 
 if __name__ == "__main__":

@@ -6,14 +6,20 @@ Backbones only ever call `lookup` and `score_all`, so a compressed method plugs 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 
 from fedrec.embeddings import artifact
+from fedrec.embeddings.holdings import Holding, Prefix
+
+FLOAT_BYTES = 4  # every stored float is float32
 
 
 def init_tensor(tensor: torch.Tensor, init_range: float | None, init_std: float | None,
@@ -84,8 +90,55 @@ class ItemEmbedding(nn.Module, ABC):
         """The largest configuration of this method within `budget_bytes`; raises BudgetError if none fits."""
 
     def shared_tensors(self) -> dict[str, torch.Tensor]:
-        """Tensors the server aggregates across devices (by default everything the device stores)."""
+        """Tensors the server aggregates across devices (by default every parameter)."""
         return dict(self.named_parameters())
+
+    def layout(self, device: EmbeddingSpec) -> dict[str, Holding]:
+        """What a device whose representation is `device` holds of each of this (global) one's shared tensors.
+
+        By default the leading slice of each: a device's representation of the same method is this one cut short
+        (fewer columns, codebooks or TT ranks). Methods that cut otherwise (elastic blocks) override it."""
+        with torch.device("meta"):  # shapes only: no memory, no draws from torch's RNG
+            small = type(self)(device).shared_tensors()
+        layout = {}
+        for name, tensor in self.shared_tensors().items():
+            held, full = tuple(small[name].shape), tuple(tensor.shape)
+            if len(held) != len(full) or any(h > f for h, f in zip(held, full)):
+                raise ValueError(f"{self.method}: a device's {name} {held} is not a leading slice of {full}; "
+                                 f"override layout() for this method")
+            layout[name] = Prefix(held)
+        return layout
+
+    def load_shared(self, blocks: dict[str, np.ndarray]) -> None:
+        """Set the shared tensors from a device's blocks of them (as `layout` cuts them)."""
+        with torch.no_grad():
+            for name, tensor in self.shared_tensors().items():
+                tensor.copy_(torch.from_numpy(blocks[name]))
+
+    def static_arrays(self, device: EmbeddingSpec) -> dict[str, np.ndarray]:
+        """Stored arrays a device of spec `device` gets from the server and nobody trains (codes); none by default."""
+        return {}
+
+    def static_bytes(self, device: EmbeddingSpec) -> int:
+        """Bytes the static arrays cost to download once (their stored, possibly packed, size)."""
+        return sum(a.nbytes for a in self.static_arrays(device).values())
+
+    def load_static(self, arrays: dict[str, np.ndarray]) -> None:
+        """Take the static arrays `static_arrays` produced."""
+
+    def randomise_static(self, generator: torch.Generator) -> None:
+        """Fix the static arrays at random (the no-teacher start of a federated run); nothing to do by default."""
+
+    def sub_configurations(self) -> list[Any]:
+        """Smaller configurations this representation contains, each a usable model for a smaller device: the
+        students that self-distillation trains alongside the full configuration (none by default)."""
+        return []
+
+    @contextmanager
+    def configured(self, sub: Any) -> Iterator[None]:
+        """Use the sub-configuration `sub` inside the block, the full one again after it."""
+        raise ValueError(f"{self.method} has no sub-configurations")
+        yield  # pragma: no cover
 
     def memory_bytes(self) -> int:
         """Exact bytes stored on the device: the sum of the payload tensors' sizes."""

@@ -9,6 +9,8 @@ gathers them with one fused gather-and-sum (embedding_bag), never building the N
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -16,10 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fedrec.embeddings.base import EmbeddingSpec, ItemEmbedding, init_tensor
+from fedrec.embeddings.base import FLOAT_BYTES, EmbeddingSpec, ItemEmbedding, init_tensor
 from fedrec.errors import BudgetError, ConfigError
-
-FLOAT_BYTES = 4
 
 
 def code_bits(codewords: int) -> int:
@@ -62,6 +62,34 @@ class CodesEmbedding(ItemEmbedding):
         if codes.min() < 0 or codes.max() >= self.n_codewords:
             raise ConfigError(f"codes must lie in [0, {self.n_codewords}); got [{codes.min()}, {codes.max()}]")
         self.codes.copy_(codes[:, :self.n_codebooks])
+
+    def sub_configurations(self) -> list[int]:
+        """Every shorter codebook prefix (the codebooks are ordered coarse -> fine)."""
+        return list(range(1, self.n_codebooks))
+
+    @contextmanager
+    def configured(self, sub: int) -> Iterator[None]:
+        self.use_prefix(sub)
+        try:
+            yield
+        finally:
+            self.use_prefix(self.n_codebooks)
+
+    def static_arrays(self, device: EmbeddingSpec) -> dict[str, np.ndarray]:
+        """The codes of the device's codebook prefix (uint8 when K <= 256)."""
+        m = _shape(device)[0]
+        return {"codes": np.ascontiguousarray(self.codes[:, :m].numpy().astype(_code_dtype(self.n_codewords)))}
+
+    def static_bytes(self, device: EmbeddingSpec) -> int:
+        """The codes at their packed size (ceil(log2 K) bits each)."""
+        return math.ceil(self.n_items * _shape(device)[0] * code_bits(self.n_codewords) / 8)
+
+    def load_static(self, arrays: dict[str, np.ndarray]) -> None:
+        self.set_codes(torch.from_numpy(arrays["codes"].astype(np.int64)))
+
+    def randomise_static(self, generator: torch.Generator) -> None:
+        """Every item a uniformly random code (a hashing baseline)."""
+        self.set_codes(torch.randint(self.n_codewords, self.codes.shape, generator=generator))
 
     def use_prefix(self, codebooks: int) -> None:
         if not 1 <= codebooks <= self.n_codebooks:
@@ -114,6 +142,10 @@ class CodesEmbedding(ItemEmbedding):
             raise BudgetError(f"budget {budget_bytes} B holds no codes embedding of {n_items} items with K = "
                               f"{codewords}; the minimum (1 codebook, width 1) is {minimum} B", minimum)
         return EmbeddingSpec(cls.method, n_items, best[1], {"codebooks": best[0], "codewords": codewords})
+
+
+def _code_dtype(codewords: int) -> type:
+    return np.uint8 if codewords <= 256 else np.int32
 
 
 def _shape(spec: EmbeddingSpec) -> tuple[int, int]:

@@ -6,10 +6,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from fedrec.embeddings.base import EmbeddingSpec, ItemEmbedding, init_tensor
+from fedrec.embeddings.base import FLOAT_BYTES, EmbeddingSpec, ItemEmbedding, init_tensor
 from fedrec.errors import BudgetError
-
-FLOAT_BYTES = 4
 
 
 class FullEmbedding(ItemEmbedding):

@@ -9,7 +9,8 @@ import pandas as pd
 
 from fedrec.experiment import plots
 from fedrec.experiment.scenario import Scenario, to_toml
-from fedrec.federation.coordinator import SHOWN, Coordinator
+from fedrec.federation.coordinator import Coordinator
+from fedrec.ranking import HEADLINE as SHOWN
 from fedrec.results import atomic_write, write_json, write_parquet
 
 
@@ -21,11 +22,11 @@ def summarise(coordinator: Coordinator, on_device: dict[str, int]) -> dict[str, 
     last = evaluated[evaluated["round"] == evaluated["round"].max()].set_index("tier")
     traffic = coordinator.ledger.totals_by_tier()
     tiers: dict[str, dict[str, Any]] = {}
-    for tier in coordinator.model.tiers:
+    for tier in coordinator.method.tiers:
         metrics = last.loc[tier.name] if tier.name in last.index else {}
         tiers[tier.name] = {k: float(metrics[k]) for k in SHOWN if k in metrics} | {
             "bytes_on_device": on_device[tier.name], "budget_bytes": int(tier.profile.budget_bytes),
-            "width": tier.width, "representation": {"method": tier.spec.method, **tier.spec.options}, "clients": int((coordinator.model.client_tier == tier.index).sum()),
+            "width": tier.width, "representation": {"method": tier.spec.method, **tier.spec.options}, "clients": int((coordinator.method.client_tier == tier.index).sum()),
             "evaluated": int(metrics["examples"]) if "examples" in metrics else 0,
             "bytes_down": traffic.get(tier.name, {}).get("bytes_down", 0),
             "bytes_up": traffic.get(tier.name, {}).get("bytes_up", 0)}
@@ -64,7 +65,7 @@ def start(out: Path, scenario: Scenario, resume: bool) -> None:
 
 def write(out: Path, coordinator: Coordinator, scenario: Scenario) -> dict[str, Any]:
     """Results, report and plots, plus each tier's on-device item artifact in `items/<tier>.fedrec`."""
-    summary = summarise(coordinator, coordinator.model.export_tiers(out / "items"))
+    summary = summarise(coordinator, coordinator.method.export_tiers(out / "items"))
     write_parquet(pd.DataFrame(coordinator.history.rows), out / "rounds.parquet")
     write_parquet(coordinator.ledger.frame(), out / "clients.parquet")
     write_parquet(pd.DataFrame(coordinator.history.dropped, columns=["round", "client", "reason"]),

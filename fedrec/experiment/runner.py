@@ -1,8 +1,9 @@
-"""Launching a scenario: the one adapter between fedrec and Flower's simulation entry point.
+"""Launching a scenario: the run request, and the engines that execute it.
 
-`simulate` hands the scenario to the ServerApp (which runs in a thread of this process under `run_simulation`) and
-starts the Ray-backed simulation; `engine="inprocess"` runs the same coordinator with direct calls and no Ray.
-A change of Flower's entry point is a change here only.
+`engine="inprocess"` runs the coordinator with direct calls and no Ray. Other engines are plugins found by name in
+the `fedrec.engines` entry-point group: the Flower apps' package registers `ray` (`server.simulation:run_ray`, which
+builds the ServerApp around this request and starts Flower's Ray-backed simulation), so nothing in `fedrec` imports
+the apps and no module global hands a run over.
 """
 from __future__ import annotations
 
@@ -50,11 +51,18 @@ class RunRequest:
                      f"{row['dropped']} dropped, loss {row['loss']:.4f}, {row['wall_seconds']:.1f}s, ETA {eta:.0f}s")
         return show
 
+    def device(self) -> Any:
+        """What every simulated device knows of the run (settings and model config, no dataset)."""
+        from fedrec.device import DeviceRun
+
+        return DeviceRun(self.scenario.run, self.scenario.model_config())
+
     def coordinator(self, split: Any) -> Any:
         """The round loop for this run, restored from the checkpoint when resuming."""
         from fedrec.federation.coordinator import Coordinator
 
-        coordinator = Coordinator(split, self.scenario, log=self.log)
+        scenario = self.scenario
+        coordinator = Coordinator(split, scenario.run, scenario.devices, scenario.model_config(), log=self.log)
         if self.resume:
             if not self.checkpoint.exists():
                 raise ConfigError(f"cannot resume: {self.checkpoint} not found (was the run started with --out "
@@ -63,20 +71,12 @@ class RunRequest:
         return coordinator
 
 
-_pending: RunRequest | None = None
-
-
-def _stderr(message: str) -> None:
+def stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def take_request(context: Any) -> RunRequest:
-    """The run the ServerApp should execute: handed over by `simulate`, or named in `flwr run`'s run config."""
-    global _pending
-    if _pending is not None:
-        request, _pending = _pending, None
-        return request
-    config = getattr(context, "run_config", {}) or {}
+def request_from_run_config(config: dict[str, Any]) -> RunRequest:
+    """The run `flwr run` names in its run config (keys scenario, out and set)."""
     if "scenario" not in config:
         raise ConfigError("no scenario: run `fedrec simulate SCENARIO.toml --out DIR`, or give run config "
                           "keys scenario=PATH and out=DIR to `flwr run`")
@@ -84,7 +84,7 @@ def take_request(context: Any) -> RunRequest:
     scenario = scenario_file.load(Path(str(config["scenario"])), overrides)
     out = Path(str(config.get("out", "runs/flwr")))
     rundir.start(out, scenario, resume=False)
-    return RunRequest(scenario, out, _stderr)
+    return RunRequest(scenario, out, stderr)
 
 
 def check_ray_address(address: str, timeout: float = 3.0) -> None:
@@ -99,17 +99,7 @@ def check_ray_address(address: str, timeout: float = 3.0) -> None:
                           f"`ray start --head --node-ip-address={host} --port={port}` or drop ray_address") from None
 
 
-def _backend_config(scenario: Scenario) -> dict[str, dict[str, Any]]:
-    run = scenario.run
-    if run.ray_address:
-        check_ray_address(run.ray_address)
-        init_args: dict[str, Any] = {"address": run.ray_address}
-    else:  # "local" always starts a fresh cluster, never silently joining a stray one
-        init_args = {"address": "local", "num_cpus": os.cpu_count() or 1, "include_dashboard": False}
-    return {"client_resources": {"num_cpus": run.num_cpus_per_client, "num_gpus": 0.0}, "init_args": init_args}
-
-
-def simulate(scenario: Scenario, out: Path, engine: str = "ray", log: Callable[[str], None] = _stderr,
+def simulate(scenario: Scenario, out: Path, engine: str = "ray", log: Callable[[str], None] = stderr,
              resume: bool = False) -> dict:
     """Run `scenario` (or resume it from `out`), write its run directory to `out`, return the summary."""
     import json
@@ -121,24 +111,26 @@ def simulate(scenario: Scenario, out: Path, engine: str = "ray", log: Callable[[
 
         coordinator = request.coordinator(split)  # a budget that fits nothing fails here, before anything is written
         rundir.start(out, scenario, resume)
-        coordinator.run_rounds(InProcessTransport(split, scenario, request.device_dir),
+        coordinator.run_rounds(InProcessTransport(split, request.device(), request.device_dir),
                                progress=request.progress(), checkpoint=request.checkpoint)
         return rundir.write(out, coordinator, scenario)
-    if engine != "ray":
-        raise ConfigError(f"unknown engine {engine!r}; expected 'ray' or 'inprocess'")
-    from flwr.simulation import run_simulation
-
-    from fedrec.federation.coordinator import tiers_for
-    tiers_for(split, scenario)  # a budget that fits nothing fails here, before any process starts
+    run_engine = _engine(engine)
+    from fedrec.federation.method import method_for
+    run = scenario.run  # a pair that does not federate or a budget that fits nothing fails here, before Ray starts
+    method_for(run.model, run.method).plan(run, scenario.model_config(), split.n_items, list(scenario.devices.profiles))
     rundir.start(out, scenario, resume)
-    from clients.app import app as client_app
-    from server.app import app as server_app
-
-    global _pending
-    _pending = request
-    n_nodes = -(-split.n_users // scenario.run.clients_per_node)
-    run_simulation(server_app=server_app, client_app=client_app, num_supernodes=n_nodes,
-                   backend_config=_backend_config(scenario))
+    run_engine(request, split)
     if not (out / "summary.json").exists():
         raise FedrecError(f"the simulation ended without results in {out}; see the log above")
     return json.loads((out / "summary.json").read_text())
+
+
+def _engine(name: str) -> Callable[[RunRequest, Any], None]:
+    """A simulation engine registered in the `fedrec.engines` entry-point group."""
+    from importlib.metadata import entry_points
+
+    found = {ep.name: ep for ep in entry_points(group="fedrec.engines")}
+    if name not in found:
+        raise ConfigError(f"unknown engine {name!r}; expected 'inprocess' or one of {sorted(found)} (engines are "
+                          f"registered by installed packages: reinstall fedrec with `pip install -e .`)")
+    return found[name].load()

@@ -19,29 +19,7 @@ from fedrec.data.registry import load_dataset
 from fedrec.data.splits import group_sessions
 from fedrec.errors import ConfigError
 from fedrec.federation.devices import DeviceMix
-
-
-@dataclass(frozen=True)
-class RunSettings:
-    dataset: str = "synthetic"
-    model: str = "mf"              # mf (item table + private user vectors) | sasrec (per-user sequences)
-    method: str = "full"           # item representation: full (mf) | codes (sasrec)
-    max_dim: int = 32              # widest item embedding (the largest device's width is capped here)
-    rounds: int = 20
-    clients_per_round: int = 50
-    local_epochs: int = 5
-    lr: float = 0.5                # client SGD step size
-    server_lr: float = 1.0         # server step on the mean delta (1.0 = plain FedAvg)
-    l2: float = 1e-4
-    init_std: float = 0.1
-    seconds_per_example: float = 0.002  # simulated compute per example and local epoch on a speed-1.0 device
-    eval_every: int = 5            # rounds between federated evaluations (the last round is always evaluated)
-    seed: int = 0
-    clients_per_node: int = 1      # cohort mode: users simulated inside one Flower node
-    sessions_per_user: int = 0     # session datasets: consecutive training sessions per pseudo-user (0 = one each)
-    round_timeout: float = 300.0   # seconds to wait for replies before a round goes on without them
-    num_cpus_per_client: float = 1.0
-    ray_address: str = ""          # join an existing Ray cluster ("" = start a local one)
+from fedrec.federation.settings import RunSettings
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
-"""Packing the protocol's plain tasks and replies into Flower records and back (the only Flower-aware codec).
+"""Packing the federation's plain messages into Flower records and back (the only Flower-aware codec).
 
-A message serves one Flower node, which simulates one user or, in cohort mode, several. Shared slices travel once per
-tier among the node's users (`shared.<tier>.<name>`), per-user arrays as `<user>.<name>`, replies as
-`<user>.delta.<name>` / `<user>.rows.<name>`; per-user scalars and settings travel as parallel lists.
+A message serves one Flower node, which simulates one user or, in cohort mode, several. Shared blocks and static
+arrays travel once per tier among the node's users (`shared.<tier>.<name>`, `static.<tier>.<name>`), per-user arrays
+as `<user>.<name>`, replies as `<user>.delta.<name>` / `<user>.rows.<name>`, help requests as `<user>.ids`; per-user
+scalars and settings travel as parallel lists.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 
-from fedrec.federation.protocol import EvalReply, EvalTask, TrainReply, TrainTask
+from fedrec.federation.messages import EvalReply, EvalTask, HelpRequest, TrainReply, TrainTask
 
 
 def _arrays(named: dict[str, np.ndarray]) -> ArrayRecord:
@@ -25,6 +26,7 @@ def _with_prefix(record: ArrayRecord, prefix: str) -> dict[str, np.ndarray]:
 
 def _pack_tasks(tasks: Sequence[TrainTask | EvalTask], run_json: str, round_: int, **extra) -> RecordDict:
     arrays = {f"shared.{t.tier}.{name}": a for t in tasks for name, a in t.shared.items()}  # one copy per tier
+    arrays |= {f"static.{t.tier}.{name}": a for t in tasks for name, a in t.static.items()}
     arrays |= {f"{t.user}.{name}": a for t in tasks for name, a in t.private.items()}
     config = ConfigRecord({"scenario": run_json, "round": round_, "users": [t.user for t in tasks],
                            "tiers": [t.tier for t in tasks], "settings": [json.dumps(t.settings) for t in tasks],
@@ -32,11 +34,12 @@ def _pack_tasks(tasks: Sequence[TrainTask | EvalTask], run_json: str, round_: in
     return RecordDict({"arrays": _arrays(arrays), "config": config})
 
 
-def _unpack_tasks(content: RecordDict) -> tuple[str, int, list[tuple[int, int, dict, dict, dict]]]:
-    """(scenario, round, [(user, tier, shared, private, settings)])."""
+def _unpack_tasks(content: RecordDict) -> tuple[str, int, list[tuple[int, int, dict, dict, dict, dict]]]:
+    """(scenario, round, [(user, tier, shared, private, settings, static)])."""
     config, arrays = content["config"], content["arrays"]
     shared = {t: _with_prefix(arrays, f"shared.{t}.") for t in set(config["tiers"])}
-    rows = [(int(u), int(t), shared[t], _with_prefix(arrays, f"{u}."), json.loads(s))
+    static = {t: _with_prefix(arrays, f"static.{t}.") for t in set(config["tiers"])}
+    rows = [(int(u), int(t), shared[t], _with_prefix(arrays, f"{u}."), json.loads(s), static[t])
             for u, t, s in zip(config["users"], config["tiers"], config["settings"])]
     return str(config["scenario"]), int(config["round"]), rows
 
@@ -48,7 +51,7 @@ def pack_train(tasks: list[TrainTask], run_json: str, round_: int) -> RecordDict
 def unpack_train(content: RecordDict) -> tuple[str, int, list[TrainTask]]:
     run_json, round_, rows = _unpack_tasks(content)
     failure = content["config"]["failure_prob"]
-    return run_json, round_, [TrainTask(u, t, s, p, c, float(f)) for (u, t, s, p, c), f in zip(rows, failure)]
+    return run_json, round_, [TrainTask(u, t, s, p, c, float(f), st) for (u, t, s, p, c, st), f in zip(rows, failure)]
 
 
 def pack_train_replies(replies: list[TrainReply], failed: list[int]) -> RecordDict:
@@ -78,7 +81,7 @@ def pack_evaluate(tasks: list[EvalTask], run_json: str, round_: int) -> RecordDi
 def unpack_evaluate(content: RecordDict) -> tuple[str, int, list[EvalTask]]:
     run_json, round_, rows = _unpack_tasks(content)
     split = str(content["config"]["split"])
-    return run_json, round_, [EvalTask(u, t, s, p, c, split) for u, t, s, p, c in rows]
+    return run_json, round_, [EvalTask(u, t, s, p, c, split, st) for u, t, s, p, c, st in rows]
 
 
 def pack_eval_replies(replies: list[EvalReply]) -> RecordDict:
@@ -94,3 +97,22 @@ def unpack_eval_replies(content: RecordDict) -> list[EvalReply]:
     has_examples = lambda i: bool(names) and m["m.examples"][i] > 0  # noqa: E731
     return [EvalReply(int(u), int(t), {k[2:]: float(m[k][i]) for k in names} if has_examples(i) else {})
             for i, (u, t) in enumerate(zip(m["users"], m["tiers"]))]
+
+
+def pack_help(users: Sequence[int], run_json: str, round_: int) -> RecordDict:
+    return RecordDict({"config": ConfigRecord({"scenario": run_json, "round": round_, "users": list(users)})})
+
+
+def unpack_help(content: RecordDict) -> tuple[str, list[int]]:
+    config = content["config"]
+    return str(config["scenario"]), [int(u) for u in config["users"]]
+
+
+def pack_help_replies(requests: list[HelpRequest]) -> RecordDict:
+    return RecordDict({"ids": _arrays({f"{r.user}.ids": r.ids for r in requests}),
+                       "metrics": MetricRecord({"users": [r.user for r in requests]})})
+
+
+def unpack_help_replies(content: RecordDict) -> list[HelpRequest]:
+    arrays = content["ids"]
+    return [HelpRequest(int(u), arrays[f"{int(u)}.ids"].numpy()) for u in content["metrics"]["users"]]

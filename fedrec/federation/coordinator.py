@@ -1,7 +1,7 @@
 """The server's round loop, independent of how messages travel (Flower in a run, direct calls in tests).
 
-Each round: sample users, drop the unavailable ones, send each device its tier's slice, validate every reply (a bad
-or failed reply is logged and dropped, the round goes on), aggregate by holders, record traffic and simulated time,
+Each round: sample users, drop the unavailable ones, send each device its tier's blocks (the round strategy's tasks), validate every reply (a bad
+or failed reply is logged and dropped, the round goes on), aggregate by holders (the strategy), record traffic and simulated time,
 and every `eval_every` rounds evaluate every user on its own device, reported per tier: validation metrics (for
 choosing settings, `valid_*` columns) and test metrics.
 """
@@ -16,22 +16,26 @@ from typing import Protocol
 
 import numpy as np
 
+from fedrec.configs import Config
 from fedrec.data.dataset import Split
-from fedrec.experiment.scenario import Scenario
+from fedrec.federation.devices import DeviceMix
 from fedrec.federation.ledger import CommunicationLedger
-from fedrec.federation.protocol import EvalReply, EvalTask, TrainReply, TrainTask
-from fedrec.federation.shared_model import ReplyError, SharedModel, Tier
+from fedrec.federation.messages import EvalReply, EvalTask, HelpRequest, TrainReply, TrainTask
+from fedrec.federation.method import FederatedMethod, method_for
+from fedrec.federation.settings import RunSettings
+from fedrec.federation.strategy import HeteroAvg, RoundStrategy
+from fedrec.ranking import HEADLINE
 from fedrec.results import atomic_write
 
-SHOWN = ("recall@20", "ndcg@20", "hr@20", "mrr@20")
-
-
 TIMINGS = ("wall_seconds", "clients_seconds", "server_seconds")  # measured, so never equal between runs
+
 
 class Transport(Protocol):
     def train(self, round_: int, tasks: Sequence[TrainTask]) -> list[TrainReply | Exception]: ...
 
     def evaluate(self, round_: int, tasks: Sequence[EvalTask]) -> list[EvalReply | Exception]: ...
+
+    def help(self, round_: int, users: Sequence[int]) -> list[HelpRequest | Exception]: ...
 
 
 @dataclass
@@ -40,73 +44,68 @@ class RoundLog:
     dropped: list[dict] = field(default_factory=list)   # replies not aggregated, with the reason
 
 
-def tiers_for(split: Split, scenario: Scenario) -> list[Tier]:
-    """Each device profile's item representation (raises BudgetError, with the minimum, if a budget fits none)."""
-    if scenario.run.model == "sasrec":
-        from fedrec.federation import fedcodes
-        return fedcodes.tiers_for(scenario, split.n_items)
-    from fedrec.federation import fedmf
-    return fedmf.tiers_for(scenario, split.n_items)
-
-
-def server_model(split: Split, scenario: Scenario, log: Callable[[str], None] = print) -> SharedModel:
-    """The server side of the scenario's method: MF with full tables, or SASRec with compositional codes."""
-    if scenario.run.model == "sasrec":
-        from fedrec.federation.fedcodes import FederatedCodes
-        return FederatedCodes(split, scenario, log)
-    from fedrec.federation.fedmf import FederatedMF
-    return FederatedMF(split, scenario)
+def build_method(split: Split, run: RunSettings, devices: DeviceMix, config: Config,
+                 log: Callable[[str], None] = print) -> FederatedMethod:
+    """The server half of the run's (model, method) pair (raises BudgetError, with the minimum, if a budget fits
+    none, and ConfigError for a pair that does not federate)."""
+    return method_for(run.model, run.method)(split, run, devices, config, log)
 
 
 class Coordinator:
-    def __init__(self, split: Split, scenario: Scenario, log: Callable[[str], None] = print):
-        self.split, self.scenario, self.run = split, scenario, scenario.run
-        self.model = server_model(split, scenario, log)
+    def __init__(self, split: Split, run: RunSettings, devices: DeviceMix, config: Config,
+                 log: Callable[[str], None] = print, strategy: RoundStrategy | None = None):
+        self.split, self.run = split, run
+        self.strategy = strategy or HeteroAvg(build_method(split, run, devices, config, log), run.server_lr)
+        self.method = self.strategy.method
         self.ledger = CommunicationLedger()
         self.history = RoundLog()
         self.log = log
         self.rounds_done = 0
 
+    def sample(self, round_: int) -> np.ndarray:
+        """Users taking part in `round_` (before availability/failures), reproducible from (seed, round)."""
+        rng = np.random.default_rng([self.run.seed, round_])
+        size = min(self.run.clients_per_round, self.split.n_users)
+        return np.sort(rng.choice(self.split.n_users, size=size, replace=False))
+
     def _available(self, round_: int, users: np.ndarray) -> list[int]:
         rng = np.random.default_rng([self.run.seed, round_, 1])
         draws = rng.random(len(users))
-        return [int(u) for u, d in zip(users, draws) if d < self.model.tier_of(int(u)).profile.availability]
+        return [int(u) for u, d in zip(users, draws) if d < self.method.tier_of(int(u)).profile.availability]
 
-    def _train_tasks(self, users: list[int]) -> list[TrainTask]:
-        tasks = []
-        for user in users:
-            tier, task = self.model.tier_of(user), self.model.task_for(user, "train")
-            tasks.append(TrainTask(user, tier.index, task.shared, task.private, task.settings,
-                                   tier.profile.failure_prob))
-        return tasks
+    def _ask_help(self, round_: int, users: list[int], transport: Transport) -> None:
+        """Devices new to a method that helps per item say which items they want help for (an upload)."""
+        asking = [u for u in users if self.method.wants_help(u)]
+        for user, request in zip(asking, transport.help(round_, asking) if asking else []):
+            if isinstance(request, HelpRequest):
+                self.method.receive_help_request(request)
+                self.ledger.record(round_, user, self.method.tier_of(user).profile, 0, request.ids.nbytes, 0.0)
 
     def train_round(self, round_: int, transport: Transport) -> dict[str, float]:
         started = time.perf_counter()
-        users = self._available(round_, self.model.sample(round_))
-        tasks = self._train_tasks(users)
+        users = self._available(round_, self.sample(round_))
+        self._ask_help(round_, users, transport)
+        tasks = self.strategy.configure_train(round_, users)
         sent = time.perf_counter()
         replies = transport.train(round_, tasks)
         received = time.perf_counter()
-        updates, losses = [], []
-        for task, reply in zip(tasks, replies):
-            profile = self.model.tiers[task.tier].profile
-            down = self.model.download_bytes(task.user, task.device_task)
-            try:
-                if isinstance(reply, Exception):
-                    raise ReplyError(f"client failed: {reply}")
-                update = self.model.validate(task.user, reply.deltas, reply.rows, reply.n_examples)
-            except ReplyError as err:
-                self.history.dropped.append({"round": round_, "client": task.user, "reason": str(err)})
+        result = self.strategy.aggregate_train(round_, tasks, replies)
+        for task, reason in result.dropped:
+            self.history.dropped.append({"round": round_, "client": task.user, "reason": reason})
+        accepted = {r.user: r for r in result.accepted}
+        for task in tasks:
+            profile = self.method.tiers[task.tier].profile
+            down = self.method.download_bytes(task.user, task)
+            reply = accepted.get(task.user)
+            if reply is None:
                 self.ledger.record(round_, task.user, profile, down, 0, 0.0)
                 continue
-            updates.append(update)
-            losses.append(reply.loss)
             simulated_compute = reply.n_examples * self.run.local_epochs * self.run.seconds_per_example
             up = sum(a.nbytes for a in (*reply.deltas.values(), *reply.rows.values()))
             self.ledger.record(round_, task.user, profile, down, up, simulated_compute)
-        self.model.apply(updates)
         self.rounds_done = round_
-        return {"sampled": len(users), "aggregated": len(updates), "dropped": len(users) - len(updates),
+        losses = [r.loss for r in result.accepted]
+        return {"sampled": len(users), "aggregated": len(accepted), "dropped": len(users) - len(accepted),
                 "loss": float(np.mean(losses)) if losses else float("nan"),
                 "simulated_seconds": self.ledger.round_seconds(round_),
                 "clients_seconds": received - sent,  # wall time from sending the tasks to the last reply
@@ -115,32 +114,20 @@ class Coordinator:
     def evaluate(self, round_: int, transport: Transport, split_name: str = "test") -> dict[str, dict[str, float]]:
         """Per-tier mean metrics over every user with an evaluation example, each ranked on its own device."""
         data = self.split.test if split_name == "test" else self.split.valid
-        tasks = []
-        for user in np.unique(data.users).tolist():
-            task = self.model.task_for(user, "evaluate")
-            tasks.append(EvalTask(user, self.model.tier_of(user).index, task.shared, task.private, task.settings,
-                                  split_name))
-        sums: dict[int, dict[str, float]] = {}
-        for reply in transport.evaluate(round_, tasks):
-            if isinstance(reply, Exception) or not reply.sums:
-                continue
-            tier_sums = sums.setdefault(reply.tier, {})
-            for k, v in reply.sums.items():
-                tier_sums[k] = tier_sums.get(k, 0.0) + v
-        return {self.model.tiers[t].name: {k: v / s["examples"] for k, v in s.items() if k != "examples"}
-                | {"examples": s["examples"]} for t, s in sorted(sums.items())}
+        tasks = self.strategy.configure_evaluate(round_, np.unique(data.users).tolist(), split_name)
+        return self.strategy.aggregate_evaluate(round_, transport.evaluate(round_, tasks))
 
     def checkpoint(self, path: Path) -> None:
         """Everything the server needs to go on after round `rounds_done`, in one atomically written file."""
         meta = {"rounds_done": self.rounds_done, "rows": self.history.rows, "dropped": self.history.dropped,
                 "ledger": self.ledger.rows}
-        state = {f"state.{k}": v for k, v in self.model.state().items()}
+        state = {f"state.{k}": v for k, v in self.method.state().items()}
         atomic_write(path, lambda tmp: np.savez(tmp.open("wb"), meta=np.array(json.dumps(meta)), **state))
 
     def restore(self, path: Path) -> None:
         with np.load(path, allow_pickle=False) as stored:
             meta = json.loads(str(stored["meta"]))
-            self.model.load_state({k.removeprefix("state."): stored[k] for k in stored.files if k != "meta"})
+            self.method.load_state({k.removeprefix("state."): stored[k] for k in stored.files if k != "meta"})
         self.rounds_done = meta["rounds_done"]
         self.history = RoundLog(meta["rows"], meta["dropped"])
         self.ledger.rows = [tuple(r) for r in meta["ledger"]]
@@ -156,7 +143,7 @@ class Coordinator:
             if round_ % self.run.eval_every == 0 or round_ == self.run.rounds:
                 valid = self.evaluate(round_, transport, "valid")
                 for tier, metrics in self.evaluate(round_, transport, "test").items():
-                    selection = {f"valid_{k}": v for k, v in valid.get(tier, {}).items() if k in SHOWN}
+                    selection = {f"valid_{k}": v for k, v in valid.get(tier, {}).items() if k in HEADLINE}
                     self.history.rows.append({"round": round_, "tier": tier, **metrics, **selection})
             row["wall_seconds"] = time.perf_counter() - started
             self.history.rows.append({"tier": "all", **row})

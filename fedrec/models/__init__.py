@@ -9,7 +9,7 @@ import torch
 
 from fedrec.configs import Config, resolve
 from fedrec.data.dataset import Split
-from fedrec.embeddings import CodesEmbedding, EmbeddingSpec, TeacherBlend, blend_spec, build
+from fedrec.embeddings import CodesEmbedding, EmbeddingSpec, FullEmbedding, ItemEmbedding, TeacherBlend, blend_spec, build
 from fedrec.errors import ConfigError
 from fedrec.models.base import Recommender
 from fedrec.models.mf import MF
@@ -58,10 +58,29 @@ def build_model(name: str, split: Split, config: Config, log: Callable[[str], No
 
 def sasrec_from_config(config: Config, n_items: int) -> SASRec:
     """A freshly initialised SASRec over `n_items` items with the item representation `config` asks for."""
-    items = build(item_spec(config, n_items), init_range=config["init_range"])
+    return sasrec_with_items(config, item_spec(config, n_items))
+
+
+def sasrec_with_items(config: Config, spec: EmbeddingSpec) -> SASRec:
+    """A freshly initialised SASRec whose item representation is `spec` (its body as wide as the items)."""
+    if spec.dim % config["heads"]:
+        raise ConfigError(f"width {spec.dim} is not a multiple of heads = {config['heads']}; use heads = 1 or a "
+                          f"width that is")
+    items = build(spec, init_range=config["init_range"])
     return SASRec(items, max_len=config["max_len"], layers=config["layers"], heads=config["heads"],
                   inner=config["inner"], dropout=config["dropout"], init_range=config["init_range"],
                   score_scale=config["score_scale"], reverse_positions=config["reverse_positions"])
+
+
+def items_from_teacher(items: ItemEmbedding, table: torch.Tensor, split: Split, config: Config,
+                       log: Callable[[str], None]) -> None:
+    """Start a representation from a teacher's item table: a full table copies it (width permitting), codes are
+    learned from it; other methods keep their own start."""
+    if isinstance(items, CodesEmbedding):
+        codes_from_teacher(items, table, split, config, log)
+    elif isinstance(items, FullEmbedding):
+        with torch.no_grad():
+            items.weight.copy_(table[:, :items.dim])
 
 
 def load_sasrec(run_dir: Path, split: Split) -> SASRec:
@@ -156,4 +175,4 @@ def _distil(student: SASRec, teacher: SASRec, split: Split, config: Config, log:
                      prefix_weight=config["prefix_weight"])
 
 
-__all__ = ["MODELS", "Recommender", "build_model", "codes_from_teacher", "copy_body", "item_spec", "load_sasrec", "load_teacher", "sasrec_from_config", "MF", "SASRec", "Popularity"]
+__all__ = ["MODELS", "Recommender", "build_model", "codes_from_teacher", "copy_body", "item_spec", "load_sasrec", "items_from_teacher", "load_teacher", "sasrec_from_config", "sasrec_with_items", "MF", "SASRec", "Popularity"]

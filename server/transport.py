@@ -1,7 +1,8 @@
-"""The coordinator's tasks as Flower messages: per-node packing, cohort grouping, replies back to plain data.
+"""A transport over Flower: the coordinator's tasks as Flower messages, cohort grouping, replies back to plain data.
 
-Aggregation itself is `fedrec.federation` maths (holder-weighted slices); this module only moves messages. The node
-that simulates a user is learned once with a QUERY round (the ServerApp cannot see node partitions otherwise).
+The round strategy and aggregation are `fedrec.federation`'s; this module only moves messages. The node that
+simulates a user is learned once with a QUERY round (the ServerApp cannot see node partitions otherwise); help
+requests are QUERY messages too.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from flwr.app import ConfigRecord, Message, MessageType, RecordDict
 from flwr.serverapp import Grid
 
 from fedrec.experiment import wire
-from fedrec.federation.protocol import EvalReply, EvalTask, TrainReply, TrainTask
+from fedrec.federation.messages import EvalReply, EvalTask, HelpRequest, TrainReply, TrainTask
 
 
 class NoReply(RuntimeError):
@@ -30,7 +31,7 @@ def discover_nodes(grid: Grid, expected: int, timeout: float) -> dict[int, int]:
             raise RuntimeError(f"only {len(node_ids)} of {expected} simulated nodes registered within {timeout:.0f}s")
         time.sleep(0.1)
         node_ids = list(grid.get_node_ids())
-    messages = [Message(RecordDict({"q": ConfigRecord({"ask": "partition"})}), dst_node_id=n,
+    messages = [Message(RecordDict({"partition": ConfigRecord({"ask": "partition"})}), dst_node_id=n,
                         message_type=MessageType.QUERY) for n in node_ids]
     partitions = {}
     for reply in grid.send_and_receive(messages, timeout=max(deadline - time.monotonic(), 1.0)):
@@ -48,18 +49,19 @@ class FlowerTransport:
         self.grid, self.run_json, self.nodes = grid, run_json, nodes
         self.per_node, self.timeout = clients_per_node, timeout
 
-    def _by_node(self, tasks: Sequence) -> dict[int, list]:
-        groups: dict[int, list] = defaultdict(list)
-        for task in tasks:
-            groups[self.nodes[task.user // self.per_node]].append(task)
+    def _by_node(self, tasks: Sequence, users: Sequence[int]) -> dict[int, list[tuple[int, Any]]]:
+        groups: dict[int, list[tuple[int, Any]]] = defaultdict(list)
+        for task, user in zip(tasks, users):
+            groups[self.nodes[user // self.per_node]].append((user, task))
         return groups
 
     def _deliver(self, round_: int, tasks: Sequence, pack: Callable, message_type: str,
-                 parse: Callable[[RecordDict], dict[int, Any]]) -> list:
+                 parse: Callable[[RecordDict], dict[int, Any]], users: Sequence[int] | None = None) -> list:
         """Send each node its users' tasks; every task gets its reply or the reason it has none."""
-        groups = self._by_node(tasks)
-        messages = [Message(pack(group, self.run_json, round_), dst_node_id=node, message_type=message_type)
-                    for node, group in groups.items()]
+        users = [t.user for t in tasks] if users is None else list(users)
+        groups = self._by_node(tasks, users)
+        messages = [Message(pack([t for _, t in group], self.run_json, round_), dst_node_id=node,
+                            message_type=message_type) for node, group in groups.items()]
         answers = {m.metadata.src_node_id: m for m in self.grid.send_and_receive(messages, timeout=self.timeout)}
         by_user: dict[int, Any] = {}
         for node, group in groups.items():
@@ -69,9 +71,9 @@ class FlowerTransport:
                     raise NoReply("no reply in time" if reply is None else f"node error: {reply.error.reason}")
                 by_user.update(parse(reply.content))
             except (NoReply, KeyError, TypeError, ValueError) as err:  # a bad node reply is dropped, not fatal
-                by_user.update({t.user: err if isinstance(err, NoReply) else NoReply(f"malformed reply: {err!r}")
-                                for t in group})
-        return [by_user.get(t.user, NoReply("user missing from its node's reply")) for t in tasks]
+                by_user.update({user: err if isinstance(err, NoReply) else NoReply(f"malformed reply: {err!r}")
+                                for user, _ in group})
+        return [by_user.get(u, NoReply("user missing from its node's reply")) for u in users]
 
     def train(self, round_: int, tasks: Sequence[TrainTask]) -> list[TrainReply | Exception]:
         def parse(content: RecordDict) -> dict[int, Any]:
@@ -83,3 +85,7 @@ class FlowerTransport:
     def evaluate(self, round_: int, tasks: Sequence[EvalTask]) -> list[EvalReply | Exception]:
         return self._deliver(round_, tasks, wire.pack_evaluate, MessageType.EVALUATE,
                              lambda content: {r.user: r for r in wire.unpack_eval_replies(content)})
+
+    def help(self, round_: int, users: Sequence[int]) -> list[HelpRequest | Exception]:
+        return self._deliver(round_, list(users), wire.pack_help, MessageType.QUERY,
+                             lambda content: {h.user: h for h in wire.unpack_help_replies(content)}, users=users)

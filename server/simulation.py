@@ -1,0 +1,32 @@
+"""The `ray` engine of `fedrec simulate`: Flower's simulation engine on a Ray cluster, with fedrec's apps.
+
+Registered in the `fedrec.engines` entry-point group (pyproject.toml), so fedrec finds it without importing the apps.
+A change of Flower's entry point is a change here only.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from flwr.simulation import run_simulation
+
+from clients.app import app as client_app
+from fedrec.experiment.runner import RunRequest, check_ray_address
+from server.app import server_app_for
+
+
+def backend_config(request: RunRequest) -> dict[str, dict[str, Any]]:
+    run = request.scenario.run
+    if run.ray_address:
+        check_ray_address(run.ray_address)
+        init_args: dict[str, Any] = {"address": run.ray_address}
+    else:  # "local" always starts a fresh cluster, never silently joining a stray one
+        init_args = {"address": "local", "num_cpus": os.cpu_count() or 1, "include_dashboard": False}
+    return {"client_resources": {"num_cpus": run.num_cpus_per_client, "num_gpus": 0.0}, "init_args": init_args}
+
+
+def run_ray(request: RunRequest, split: Any, client: Any = None) -> None:
+    """Simulate one Flower node per `clients_per_node` users (`client`: another ClientApp, for benchmarks)."""
+    n_nodes = -(-split.n_users // request.scenario.run.clients_per_node)
+    run_simulation(server_app=server_app_for(request), client_app=client or client_app, num_supernodes=n_nodes,
+                   backend_config=backend_config(request))
