@@ -2,6 +2,8 @@ import numpy as np
 import pytest
 import torch
 
+from fedrec.embeddings import holdings
+from fedrec.embeddings.holdings import Mask, Prefix, Rows, Select
 from fedrec.errors import ConfigError
 from fedrec.federation.aggregation import ClientUpdate, aggregate
 from fedrec.federation.devices import DeviceMix, DeviceProfile
@@ -13,7 +15,8 @@ def test_full_holders_reduce_to_fedavg():
     shared = {"items": torch.randn(6, 4), "bias": torch.randn(6)}
     clients = [{k: v + torch.randn_like(v) for k, v in shared.items()} for _ in range(3)]
     weights = [3.0, 1.0, 6.0]
-    updates = [ClientUpdate(w, {k: c[k] - shared[k] for k in shared}) for w, c in zip(weights, clients)]
+    updates = [ClientUpdate(w, {k: c[k] - shared[k] for k in shared}, {k: Prefix(tuple(v.shape)) for k, v in shared.items()})
+               for w, c in zip(weights, clients)]
     new = aggregate(shared, updates)
     for k in shared:
         fedavg = sum(w * c[k] for w, c in zip(weights, clients)) / sum(weights)
@@ -22,8 +25,8 @@ def test_full_holders_reduce_to_fedavg():
 
 def test_each_column_slice_is_averaged_over_its_holders_only():
     shared = {"items": torch.zeros(2, 4)}
-    small = ClientUpdate(1.0, {"items": torch.full((2, 2), 2.0)})   # holds columns 0..1
-    large = ClientUpdate(3.0, {"items": torch.full((2, 4), 6.0)})   # holds all four
+    small = ClientUpdate(1.0, {"items": torch.full((2, 2), 2.0)}, {"items": Prefix((2, 2))})  # columns 0..1
+    large = ClientUpdate(3.0, {"items": torch.full((2, 4), 6.0)}, {"items": Prefix((2, 4))})  # all four
     new = aggregate(shared, [small, large])["items"]
     assert torch.allclose(new[:, :2], torch.full((2, 2), (1 * 2 + 3 * 6) / 4))
     assert torch.allclose(new[:, 2:], torch.full((2, 2), 6.0))
@@ -31,7 +34,7 @@ def test_each_column_slice_is_averaged_over_its_holders_only():
 
 def test_row_updates_touch_only_their_rows_and_unheld_elements_keep_values():
     shared = {"items": torch.arange(12.0).reshape(4, 3)}
-    update = ClientUpdate(2.0, {"items": torch.ones(2, 2)}, rows={"items": torch.tensor([1, 3])})
+    update = ClientUpdate(2.0, {"items": torch.ones(2, 2)}, {"items": Prefix((4, 2))}, rows={"items": torch.tensor([1, 3])})
     new = aggregate(shared, [update])["items"]
     expected = shared["items"].clone()
     expected[[1, 3], :2] += 1
@@ -72,7 +75,58 @@ def test_sparse_row_replies_equal_dense_fedavg():
     dense_deltas = [torch.zeros(5, 3), torch.zeros(5, 3)]
     dense_deltas[0][[0, 2]] = torch.randn(2, 3)
     dense_deltas[1][[2, 4]] = torch.randn(2, 3)
-    dense = [ClientUpdate(w, {"items": d}) for w, d in zip((2.0, 5.0), dense_deltas)]
-    sparse = [ClientUpdate(w, {"items": d[r]}, rows={"items": r})
+    dense = [ClientUpdate(w, {"items": d}, {"items": Prefix((5, 3))}) for w, d in zip((2.0, 5.0), dense_deltas)]
+    sparse = [ClientUpdate(w, {"items": d[r]}, {"items": Prefix((5, 3))}, rows={"items": r})
               for w, d, r in zip((2.0, 5.0), dense_deltas, (torch.tensor([0, 2]), torch.tensor([2, 4])))]
     assert torch.allclose(aggregate(shared, dense)["items"], aggregate(shared, sparse)["items"], atol=1e-6)
+
+
+FULL = (5, 4)
+KINDS = {"prefix": Prefix((3, 2)), "rows": Rows(np.array([4, 0, 2]), (3,)),
+         "select": Select((np.array([1, 3]), np.array([0, 3]))), "mask": Mask(np.arange(20).reshape(FULL) % 3 == 0)}
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_take_scatter_and_coverage_agree_for_every_holding(kind):
+    holding = KINDS[kind]
+    tensor = torch.arange(20.0).reshape(FULL)
+    block = holdings.take(tensor, holding)
+    assert tuple(block.shape) == holdings.shape(holding, FULL)
+    covered = holdings.coverage(holding, FULL)
+    back = torch.zeros(FULL)
+    holdings.scatter_add(back, holding, block)
+    assert torch.equal(back, tensor * covered)  # scatter puts every held element back where take found it
+    counts = torch.zeros(FULL)
+    holdings.scatter_add(counts, holding, 1.0)
+    assert torch.equal(counts, covered.float())
+    holdings.check(holding, FULL, kind)
+    with pytest.raises(ValueError, match="does not fit"):
+        holdings.check(holding, (2, 2, 2), kind)
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_holder_weighted_mean_for_every_holding(kind):
+    """Two clients, one holding the whole tensor, one a part: held elements average over both, the rest take the
+    full holder's delta alone."""
+    holding = KINDS[kind]
+    shared = {"t": torch.zeros(FULL)}
+    part = holdings.take(torch.full(FULL, 4.0), holding)
+    updates = [ClientUpdate(1.0, {"t": torch.ones(FULL)}, {"t": Prefix(FULL)}),
+               ClientUpdate(3.0, {"t": part}, {"t": holding})]
+    new = aggregate(shared, updates)["t"]
+    covered = holdings.coverage(holding, FULL)
+    assert torch.allclose(new[covered], torch.full((int(covered.sum()),), (1 * 1 + 3 * 4) / 4))
+    assert torch.equal(new[~covered], torch.ones(int((~covered).sum())))
+
+
+@pytest.mark.parametrize("kind", ["prefix", "rows", "select"])
+def test_row_sparse_reply_equals_its_dense_reply_for_every_holding(kind):
+    holding = KINDS[kind]
+    torch.manual_seed(2)
+    dense = torch.zeros(holdings.shape(holding, FULL))
+    touched = torch.tensor([0, 2]) if dense.shape[0] > 2 else torch.tensor([1])
+    dense[touched] = torch.randn(len(touched), *dense.shape[1:])
+    shared = {"t": torch.randn(FULL)}
+    as_dense = aggregate(shared, [ClientUpdate(2.0, {"t": dense}, {"t": holding})])
+    as_rows = aggregate(shared, [ClientUpdate(2.0, {"t": dense[touched]}, {"t": holding}, {"t": touched})])
+    assert torch.allclose(as_dense["t"], as_rows["t"])

@@ -14,10 +14,14 @@ from fedrec.errors import BudgetError, ConfigError
 from fedrec.experiment import scenario as scenario_file
 from fedrec.experiment import wire
 from fedrec.experiment.runner import check_ray_address, simulate
+from fedrec.device import DeviceRun
+from fedrec.embeddings.holdings import Prefix
 from fedrec.federation.aggregation import ClientUpdate, aggregate
 from fedrec.federation.coordinator import TIMINGS, Coordinator
 from fedrec.federation.inprocess import InProcessTransport
-from fedrec.federation.protocol import EvalReply, EvalTask, TrainReply, TrainTask
+from fedrec.federation.messages import EvalReply, EvalTask, TrainReply, TrainTask
+
+ITEMS = "items.weight"
 
 DEFAULT = Path(__file__).resolve().parents[1] / "simulations" / "default.toml"
 
@@ -32,9 +36,17 @@ def synthetic():
     return load_dataset("synthetic")
 
 
+def coordinator_for(split, scenario):
+    return Coordinator(split, scenario.run, scenario.devices, scenario.model_config(), log=lambda m: None)
+
+
+def transport_for(split, scenario, cls=InProcessTransport, device_dir=None):
+    return cls(split, DeviceRun(scenario.run, scenario.model_config()), device_dir)
+
+
 def run_inprocess(split, scenario):
-    coordinator = Coordinator(split, scenario, log=lambda m: None)
-    coordinator.run_rounds(InProcessTransport(split, scenario))
+    coordinator = coordinator_for(split, scenario)
+    coordinator.run_rounds(transport_for(split, scenario))
     return coordinator
 
 
@@ -87,7 +99,7 @@ def test_same_seed_same_metrics_and_failures_are_tolerated(synthetic):
     a, b = run_inprocess(synthetic, scenario), run_inprocess(synthetic, scenario)
     timeless = lambda rows: [{k: v for k, v in r.items() if k not in TIMINGS} for r in rows]  # noqa: E731
     assert timeless(a.history.rows) == timeless(b.history.rows)
-    assert torch.equal(a.model.items, b.model.items)
+    assert torch.equal(a.method.shared[ITEMS], b.method.shared[ITEMS])
     reasons = {d["reason"] for d in a.history.dropped}
     assert any(r.startswith("client failed") for r in reasons) and a.rounds_done == 3
 
@@ -100,23 +112,23 @@ class CorruptingTransport(InProcessTransport):
         good = next(i for i, r in enumerate(replies) if isinstance(r, TrainReply))
         r = replies[good]
         if round_ == 1:
-            r.deltas["items"][0, 0] = np.nan
+            r.deltas[ITEMS][0, 0] = np.nan
         elif round_ == 2:
-            r.deltas["items"] = r.deltas["items"][:, :1].copy()
+            r.deltas[ITEMS] = r.deltas[ITEMS][:, :1].copy()
         else:
-            r.rows["items"] = r.rows["items"].copy()
-            r.rows["items"][0] = 10**9
+            r.rows[ITEMS] = r.rows[ITEMS].copy()
+            r.rows[ITEMS][0] = 10**9
         return replies
 
 
 def test_bad_replies_are_dropped_and_logged(synthetic):
     scenario = small()
-    coordinator = Coordinator(synthetic, scenario, log=lambda m: None)
-    coordinator.run_rounds(CorruptingTransport(synthetic, scenario))
+    coordinator = coordinator_for(synthetic, scenario)
+    coordinator.run_rounds(transport_for(synthetic, scenario, CorruptingTransport))
     reasons = [d["reason"] for d in coordinator.history.dropped if not d["reason"].startswith("client failed")]
     assert len(reasons) == 3
     assert "non-finite" in reasons[0] and "shape" in reasons[1] and "distinct ids" in reasons[2]
-    assert torch.isfinite(coordinator.model.items).all()
+    assert torch.isfinite(coordinator.method.shared[ITEMS]).all()
 
 
 def test_one_tier_holding_everything_equals_flower_fedavg():
@@ -133,7 +145,7 @@ def test_one_tier_holding_everything_equals_flower_fedavg():
         return Message(content, metadata=metadata)
 
     fedavg, _ = FedAvg().aggregate_train(1, [reply(t, n) for t, n in zip(client_tables, counts)])
-    ours = aggregate({"items": table}, [ClientUpdate(float(n), {"items": t - table})
+    ours = aggregate({"items": table}, [ClientUpdate(float(n), {"items": t - table}, {"items": Prefix((6, 4))})
                                         for t, n in zip(client_tables, counts)])["items"]
     assert np.allclose(fedavg["items"].numpy(), ours.numpy(), atol=1e-5)
 
@@ -141,17 +153,20 @@ def test_one_tier_holding_everything_equals_flower_fedavg():
 def test_wire_round_trip_keeps_tasks_and_replies():
     items = np.arange(24, dtype=np.float32).reshape(6, 4)
     private = {"teacher_rows": np.ones((2, 2), np.float32)}
-    tasks = [TrainTask(3, 0, {"items": items[:, :2]}, private, {"widths": [2]}, 0.1),
+    codes = np.arange(6, dtype=np.uint8)[:, None]
+    tasks = [TrainTask(3, 0, {"items": items[:, :2]}, private, {"widths": [2]}, 0.1, {"codes": codes}),
              TrainTask(4, 1, {"items": items}, {}, {"widths": [2, 4]}, 0.0),
-             TrainTask(5, 0, {"items": items[:, :2]}, {}, {"widths": [2]}, 0.0)]
+             TrainTask(5, 0, {"items": items[:, :2]}, {}, {"widths": [2]}, 0.0, {"codes": codes})]
     message = wire.pack_train(tasks, '{"x": 1}', 7)
-    assert sorted(message["arrays"].keys()) == ["3.teacher_rows", "shared.0.items", "shared.1.items"]  # once per tier
+    assert sorted(message["arrays"].keys()) == ["3.teacher_rows", "shared.0.items", "shared.1.items",
+                                                "static.0.codes"]  # once per tier
     scenario_json, round_, back = wire.unpack_train(message)
     assert (scenario_json, round_) == ('{"x": 1}', 7)
     assert [(t.user, t.tier, t.settings, t.failure_prob) for t in back] == [
         (3, 0, {"widths": [2]}, 0.1), (4, 1, {"widths": [2, 4]}, 0.0), (5, 0, {"widths": [2]}, 0.0)]
     assert np.array_equal(back[0].shared["items"], items[:, :2]) and np.array_equal(back[1].shared["items"], items)
     assert list(back[0].private) == ["teacher_rows"] and back[1].private == {}
+    assert np.array_equal(back[2].static["codes"], codes) and back[1].static == {}
     replies = [TrainReply(3, 0, {"items": np.ones((2, 2), np.float32)}, {"items": np.array([1, 5])}, 4, 0.5, 0.01)]
     got, failed = wire.unpack_train_replies(wire.pack_train_replies(replies, failed=[4]))
     assert failed == [4] and got[0].user == 3 and got[0].n_examples == 4
@@ -210,7 +225,7 @@ def test_resume_after_a_kill_reproduces_the_uninterrupted_run(synthetic, tmp_pat
     rundir.start(out, scenario, resume=False)
     request = RunRequest(scenario, out, log=lambda m: None)
     with pytest.raises(KeyboardInterrupt):
-        request.coordinator(synthetic).run_rounds(KilledInRoundThree(synthetic, scenario, request.device_dir),
+        request.coordinator(synthetic).run_rounds(KilledInRoundThree(synthetic, request.device(), request.device_dir),
                                                   checkpoint=request.checkpoint)
     assert not (out / "summary.json").exists()
     resumed = simulate(scenario_file.load(out / "config.toml"), out, engine="inprocess", resume=True)
@@ -322,16 +337,11 @@ def test_cohort_node_replies_equal_one_node_per_user(synthetic, tmp_path):
     from flwr.app import Context
 
     import clients.app as client_app
-    from fedrec.federation.fedmf import FederatedMF
-    from fedrec.federation.protocol import TrainTask
 
     scenario = small()
-    model = FederatedMF(synthetic, scenario)
+    strategy = coordinator_for(synthetic, scenario).strategy
     run_json = json.dumps(scenario.to_dict() | {"device_dir": str(tmp_path)})
-    tasks = []
-    for user in (3, 4, 5, 6):
-        task = model.task_for(user, "train")
-        tasks.append(TrainTask(user, model.tier_of(user).index, task.shared, task.private, task.settings))
+    tasks = strategy.configure_train(1, [3, 4, 5, 6])
 
     def call(group, node):
         metadata = Metadata(run_id=1, message_id=f"m{node}", src_node_id=0, dst_node_id=node, reply_to_message_id="",
@@ -345,5 +355,5 @@ def test_cohort_node_replies_equal_one_node_per_user(synthetic, tmp_path):
     single = [r for i, t in enumerate(tasks) for r in call([t], i + 1)]
     assert [r.user for r in cohort] == [r.user for r in single] == [3, 4, 5, 6]
     for a, b in zip(cohort, single):
-        assert np.array_equal(a.rows["items"], b.rows["items"]) and a.loss == b.loss
-        assert np.array_equal(a.deltas["items"], b.deltas["items"])
+        assert np.array_equal(a.rows[ITEMS], b.rows[ITEMS]) and a.loss == b.loss
+        assert np.array_equal(a.deltas[ITEMS], b.deltas[ITEMS])
