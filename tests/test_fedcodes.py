@@ -9,11 +9,13 @@ from fedrec.embeddings import artifact, load
 from fedrec.errors import BudgetError, ConfigError
 from fedrec.experiment import scenario as scenario_file
 from fedrec.experiment.runner import simulate
-from fedrec.federation.coordinator import TIMINGS, Coordinator
-from fedrec.federation.device_state import DeviceStates
-from fedrec.federation.fedcodes import (FederatedCodes, body_views, build_device_model, device_config, local_loss,
-                                        train_device)
+from fedrec.device import DeviceData, DeviceRun, DeviceStates
+from fedrec.device.sasrec import build_device_model, local_loss
+from fedrec.embeddings import EmbeddingSpec
+from fedrec.federation.bodies.sasrec import body_views
+from fedrec.federation.coordinator import TIMINGS, Coordinator, build_method
 from fedrec.federation.inprocess import InProcessTransport
+from fedrec.federation.strategy import HeteroAvg
 from fedrec.models.sasrec import PrefixPairs
 from fedrec.train.trainer import fit, save_run
 
@@ -39,6 +41,35 @@ def quiet(_message):
     pass
 
 
+def FederatedCodes(split, scenario, log=quiet):  # noqa: N802  (the method of the (sasrec, codes) pair)
+    return build_method(split, scenario.run, scenario.devices, scenario.model_config(), log)
+
+
+def device_config(scenario):
+    return scenario.model_config()
+
+
+def codes_spec(m, width):
+    return EmbeddingSpec("codes", 460, width, {"codebooks": m, "codewords": 16})
+
+
+def train_device(split, scenario, user, task, round_, states):
+    """One device's round through the device program, with only its own data."""
+    from fedrec.federation.messages import TrainTask
+
+    device = DeviceRun(scenario.run, scenario.model_config())
+    train_task = TrainTask(user, 0, task.shared, task.private, task.settings, 0.0, task.static)
+    return device.program.train(train_task, DeviceData.from_split(split, user), states, round_)
+
+
+def coordinator_for(split, scenario):
+    return Coordinator(split, scenario.run, scenario.devices, scenario.model_config(), log=quiet)
+
+
+def transport_for(split, scenario):
+    return InProcessTransport(split, DeviceRun(scenario.run, scenario.model_config()))
+
+
 def test_budgets_map_to_codebook_prefix_and_width(synthetic):
     model = FederatedCodes(synthetic, codes_scenario(), quiet)
     assert [(t.spec.options["codebooks"], t.width) for t in model.tiers] == [(1, 8), (2, 16), (3, 16)]
@@ -52,8 +83,8 @@ def test_budgets_map_to_codebook_prefix_and_width(synthetic):
 def test_narrow_devices_hold_leading_slices_with_q_k_v_cut_alike(synthetic):
     model = FederatedCodes(synthetic, codes_scenario(), quiet)
     low = model.tiers[0]
-    held = model.held(low)
-    device = build_device_model(synthetic.n_items, device_config(model.scenario), 1, low.width)
+    held = model.blocks(low)
+    device = build_device_model(device_config(codes_scenario()), low.spec)
     for name, view in body_views(device).items():
         assert tuple(view.shape) == held[name].shape
     full = model.shared["blocks.0.attention.in_proj_weight"].reshape(3 * 16, 16)
@@ -62,14 +93,14 @@ def test_narrow_devices_hold_leading_slices_with_q_k_v_cut_alike(synthetic):
             view.copy_(torch.from_numpy(held[name]))
     q, k, v = device.blocks[0].attention.in_proj_weight.detach().split(low.width)
     assert torch.equal(q, full[:8, :8]) and torch.equal(k, full[16:24, :8]) and torch.equal(v, full[32:40, :8])
-    assert np.array_equal(held["codebooks"], model.shared["codebooks"][:1, :, :8].numpy())
+    assert np.array_equal(held["items.codebooks"], model.shared["items.codebooks"][:1, :, :8].numpy())
 
 
 def test_every_prefix_trains_and_the_longest_teaches_the_shorter(synthetic):
     model = FederatedCodes(synthetic, codes_scenario(), quiet)
-    config = device_config(model.scenario)
-    device = build_device_model(synthetic.n_items, config, 3, 16)
-    device.items.set_codes(torch.from_numpy(model.codes.astype(np.int64)))
+    config = device_config(codes_scenario())
+    device = build_device_model(config, codes_spec(3, 16))
+    device.items.set_codes(model.items.codes)
     pairs = PrefixPairs([synthetic.train_sequences[0]], config["max_len"])
     batch = pairs.batch(np.arange(len(pairs)))
     with_prefixes = local_loss(device, batch, config, None)
@@ -87,13 +118,15 @@ def test_every_prefix_trains_and_the_longest_teaches_the_shorter(synthetic):
 
 def test_device_update_is_deterministic_and_covers_exactly_its_slices(synthetic):
     model = FederatedCodes(synthetic, codes_scenario(), quiet)
-    task = model.task_for(5, "train")
-    one = train_device(synthetic, model.scenario, 5, task, 1, DeviceStates())
-    two = train_device(synthetic, model.scenario, 5, task, 1, DeviceStates())
-    assert one.deltas.keys() == model.held_shapes(model.tier_of(5)).keys()
+    task = model.task(5, "train")
+    one = train_device(synthetic, codes_scenario(), 5, task, 1, DeviceStates())
+    two = train_device(synthetic, codes_scenario(), 5, task, 1, DeviceStates())
+    assert one.deltas.keys() == model.holdings(model.tier_of(5)).keys()
     assert all(np.array_equal(one.deltas[k], two.deltas[k]) for k in one.deltas)
     assert one.n_examples == len(synthetic.train_sequences[5]) - 1
-    update = model.validate(5, one.deltas, one.rows, one.n_examples)  # what the server accepts
+    from fedrec.federation.messages import TrainReply
+    reply = TrainReply(5, model.tier_of(5).index, one.deltas, one.rows, one.n_examples, one.loss, 0.0)
+    update = HeteroAvg(model).validate(reply)  # what the server accepts
     assert set(update.deltas) == set(one.deltas)
 
 
@@ -115,7 +148,7 @@ def test_sessions_grouped_into_pseudo_users_train_on_their_own_sessions():
 
 def test_codes_are_downloaded_once_per_device(synthetic):
     model = FederatedCodes(synthetic, codes_scenario(), quiet)
-    task = model.task_for(7, "train")
+    task = model.task(7, "train")
     first, later = model.download_bytes(7, task), model.download_bytes(7, task)
     m = model.tier_of(7).spec.options["codebooks"]
     assert first - later == (synthetic.n_items * m * 4 + 7) // 8  # packed at 4 bits per code
@@ -132,16 +165,23 @@ def teacher_dir(synthetic, tmp_path_factory):
 def test_teacher_gives_body_codes_and_rows_of_the_users_items_only(synthetic, teacher_dir):
     from fedrec.models import load_teacher
 
-    model = FederatedCodes(synthetic, codes_scenario(teacher=str(teacher_dir), code_epochs=5), quiet)
+    from fedrec.device import handle_help
+
+    scenario = codes_scenario(teacher=str(teacher_dir), code_epochs=5)
+    model = FederatedCodes(synthetic, scenario, quiet)
     teacher = body_views(load_teacher(teacher_dir, synthetic))
     assert all(torch.equal(model.shared[name], view) for name, view in teacher.items())  # the server starts from it
     assert model.teacher_table is not None and model.teacher_table.shape == (synthetic.n_items, 16)
-    task = model.task_for(3, "train")
+    assert model.wants_help(3) and model.task(3, "train").private == {}  # nothing until the device asks
+    device = DeviceRun(scenario.run, scenario.model_config())
+    model.receive_help_request(handle_help(device, DeviceData.from_split(synthetic, 3)))  # the device's own items
+    assert not model.wants_help(3)
+    task = model.task(3, "train")
     assert np.array_equal(task.private["teacher_ids"], np.unique(synthetic.train_sequences[3]))
     width = model.tier_of(3).width
     assert np.array_equal(task.private["teacher_rows"], model.teacher_table[task.private["teacher_ids"], :width])
-    assert model.task_for(3, "evaluate").private == {}  # evaluation needs no teacher
-    update = train_device(synthetic, model.scenario, 3, task, 1, DeviceStates())
+    assert model.task(3, "evaluate").private == {}  # evaluation needs no teacher
+    update = train_device(synthetic, scenario, 3, task, 1, DeviceStates())
     assert np.isfinite(update.loss)
 
 
@@ -161,8 +201,8 @@ def overall(per_tier: dict[str, dict[str, float]], metric: str = "recall@20") ->
 
 def test_federated_rounds_lift_the_model_above_its_untrained_start(synthetic):
     scenario = scenario_file.load_dict(codes_scenario().to_dict(), {"run.rounds": "8", "run.clients_per_round": "50"})
-    coordinator = Coordinator(synthetic, scenario, log=quiet)
-    transport = InProcessTransport(synthetic, scenario)
+    coordinator = coordinator_for(synthetic, scenario)
+    transport = transport_for(synthetic, scenario)
     before = coordinator.evaluate(0, transport, "valid")
     coordinator.run_rounds(transport)
     after = coordinator.evaluate(8, transport, "valid")
@@ -174,15 +214,15 @@ def test_same_seed_same_rounds_and_resume_state(synthetic, tmp_path):
     scenario = codes_scenario()
     runs = []
     for _ in range(2):
-        coordinator = Coordinator(synthetic, scenario, log=quiet)
-        coordinator.run_rounds(InProcessTransport(synthetic, scenario), checkpoint=tmp_path / "c.npz")
+        coordinator = coordinator_for(synthetic, scenario)
+        coordinator.run_rounds(transport_for(synthetic, scenario), checkpoint=tmp_path / "c.npz")
         runs.append(coordinator)
     timeless = lambda rows: [{k: v for k, v in r.items() if k not in TIMINGS} for r in rows]  # noqa: E731
     assert timeless(runs[0].history.rows) == timeless(runs[1].history.rows)
-    restored = Coordinator(synthetic, scenario, log=quiet)
+    restored = coordinator_for(synthetic, scenario)
     restored.restore(tmp_path / "c.npz")
-    assert all(torch.equal(restored.model.shared[k], runs[1].model.shared[k]) for k in restored.model.shared)
-    assert restored.model._has_codes == runs[1].model._has_codes
+    assert all(torch.equal(restored.method.shared[k], runs[1].method.shared[k]) for k in restored.method.shared)
+    assert restored.method._has_static == runs[1].method._has_static
 
 
 def test_flower_client_app_trains_codes_devices_like_direct_calls(synthetic, tmp_path):
@@ -194,12 +234,11 @@ def test_flower_client_app_trains_codes_devices_like_direct_calls(synthetic, tmp
 
     import clients.app as client_app
     from fedrec.experiment import wire
-    from fedrec.federation.protocol import TrainTask
-
-    model = FederatedCodes(synthetic, codes_scenario(), quiet)
+    scenario = codes_scenario()
+    model = FederatedCodes(synthetic, scenario, quiet)
     users = [u for u in range(20) if model.tier_of(u).index in (0, 2)][:3]
-    tasks = [TrainTask(u, model.tier_of(u).index, **vars(model.task_for(u, "train"))) for u in users]
-    run_json = json.dumps(model.scenario.to_dict() | {"device_dir": str(tmp_path)})
+    tasks = HeteroAvg(model).configure_train(1, users)
+    run_json = json.dumps(scenario.to_dict() | {"device_dir": str(tmp_path)})
     metadata = Metadata(run_id=1, message_id="m", src_node_id=0, dst_node_id=1, reply_to_message_id="", group_id="",
                         created_at=time.time(), ttl=60.0, message_type=MessageType.TRAIN)
     context = Context(run_id=1, node_id=1, node_config={"partition-id": 0}, state=RecordDict(), run_config={})
@@ -207,6 +246,6 @@ def test_flower_client_app_trains_codes_devices_like_direct_calls(synthetic, tmp
     replies, failed = wire.unpack_train_replies(reply.content)
     assert failed == [] and [r.user for r in replies] == users
     for task, got in zip(tasks, replies):
-        direct = train_device(synthetic, model.scenario, task.user, task.device_task, 1, DeviceStates())
+        direct = train_device(synthetic, scenario, task.user, task, 1, DeviceStates())
         assert got.deltas.keys() == direct.deltas.keys()
         assert all(np.array_equal(got.deltas[k], direct.deltas[k]) for k in got.deltas)
