@@ -17,6 +17,8 @@ PROGRAMS: dict[tuple[str, str], str] = {
     ("mf", "codes"): "fedrec.device.mf_torch:MFProgram",
     ("sasrec", "full"): "fedrec.device.sasrec:SASRecProgram",
     ("sasrec", "codes"): "fedrec.device.sasrec:SASRecProgram",
+    ("mf", "tt"): "fedrec.device.mf_torch:MFProgram",
+    ("sasrec", "tt"): "fedrec.device.sasrec:SASRecProgram",
 }
 
 
