@@ -44,7 +44,8 @@ class Run:
 SESSION_ARGS = ("--set", "track_test=true")
 GCE_GNN = Reference("GCE-GNN (SIGIR 2020)", {"hr@20": 0.3342, "mrr@20": 0.1542})
 RUNS = (
-    Run("gowalla", "mf", ("--set", "refit=true"), reference=Reference("MF-BPR, NGCF/LightGCN papers", {"recall@20": 0.1291, "ndcg@20": 0.1109})),
+    Run("gowalla", "mf", ("--set", "refit=true"),
+        reference=Reference("MF-BPR, NGCF/LightGCN papers", {"recall@20": 0.1291, "ndcg@20": 0.1109})),
     Run("tmall", "sasrec", SESSION_ARGS, GCE_GNN),
     # retrained on all training sessions for the selected epochs: 6.8% of Tmall's test targets occur only in the
     # latest 10% of training sessions, the validation part (the papers train on every training session)

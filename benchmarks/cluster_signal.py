@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from repeats import repeat_rows
 
 from fedrec.data.registry import load_dataset
-from fedrec.models import load_sasrec
 from fedrec.train.code_learning import cooccurrence_signal, residual_kmeans
-from repeats import repeat_rows
+from fedrec.train.teacher import load_sasrec
 
 
 def shares_cluster(clusters: np.ndarray, histories: list[np.ndarray], targets: list[np.ndarray]) -> float:

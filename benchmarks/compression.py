@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from centralised import Run, execute
+
 from fedrec.embeddings import TTEmbedding
 from fedrec.embeddings.codes import codes_bytes
 

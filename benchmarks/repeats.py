@@ -14,7 +14,7 @@ import torch
 from fedrec.data.dataset import EvalSet
 from fedrec.data.registry import load_dataset
 from fedrec.metrics import evaluate
-from fedrec.models import load_sasrec
+from fedrec.train.teacher import load_sasrec
 
 
 def subset(data: EvalSet, rows: np.ndarray) -> EvalSet:

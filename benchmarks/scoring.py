@@ -50,7 +50,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=30)
     args = parser.parse_args()
     tables = representations(args.items, args.dim)
-    print(f"| method | bytes | batch 1 (ms) | batch 100 (ms) |\n|---|---|---|---|")
+    print("| method | bytes | batch 1 (ms) | batch 100 (ms) |\n|---|---|---|---|")
     times = {}
     for name, table in tables.items():
         times[name] = [median_ms(table, b, args.dim, args.repeats) for b in (1, 100)]

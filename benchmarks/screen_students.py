@@ -16,13 +16,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from repeats import subset
 
 from fedrec.configs import parse_value, resolve
 from fedrec.data.registry import load_dataset
 from fedrec.metrics import evaluate
-from fedrec.models import build_model
+from fedrec.train.teacher import build_model
 from fedrec.train.trainer import _optimizer, seed_everything
-from repeats import subset
 
 KD = {"kd_weight": 0.2, "cl_weight": 0.1}  # EODRec's weights, as every KD row of compression.py
 

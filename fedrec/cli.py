@@ -9,7 +9,6 @@ from pathlib import Path
 
 from fedrec.configs import key_values, model_names, parse_value, require_model, resolve
 from fedrec.errors import ConfigError, FedrecError
-
 from fedrec.ranking import HEADLINE as SUMMARY_KEYS
 
 

@@ -30,5 +30,5 @@ def write_json(data: Any, path: Path) -> Path:
     return atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n"))
 
 
-def write_parquet(frame: "pd.DataFrame", path: Path) -> Path:
+def write_parquet(frame: pd.DataFrame, path: Path) -> Path:
     return atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False))

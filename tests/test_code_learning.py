@@ -6,8 +6,15 @@ import pytest
 import torch
 
 from fedrec.errors import ConfigError
-from fedrec.train.code_learning import (CodeAutoencoder, cooccurrence_signal, fit_codebooks, learn_codes, prefix_errors,
-                                        random_codes, unique_codes)
+from fedrec.train.code_learning import (
+    CodeAutoencoder,
+    cooccurrence_signal,
+    fit_codebooks,
+    learn_codes,
+    prefix_errors,
+    random_codes,
+    unique_codes,
+)
 
 
 def clustered_table(n=600, dim=16, seed=0):

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from fedrec.data.registry import load_dataset
+from fedrec.device import DeviceRun
 from fedrec.embeddings import METHODS, EmbeddingSpec, build, load
 from fedrec.embeddings import holdings as held
 from fedrec.embeddings.artifact import payload_bytes
@@ -19,7 +20,6 @@ from fedrec.federation.coordinator import Coordinator, build_method
 from fedrec.federation.inprocess import InProcessTransport
 from fedrec.federation.messages import TrainReply
 from fedrec.federation.method import supported
-from fedrec.device import DeviceRun
 
 DEFAULT = Path(__file__).resolve().parents[1] / "simulations" / "default.toml"
 N_ITEMS, MAX_DIM = 460, 32

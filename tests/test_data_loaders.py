@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from realdata import DATA, real_data
 
 from fedrec.data.csvfile import read_csv
 from fedrec.data.dataset import InteractionLog
@@ -18,8 +19,6 @@ from fedrec.data.sessions import load_plain_pickle, read_session_pickles
 from fedrec.data.splits import leave_last_out, predefined_cf_split, session_pairs, session_split
 from fedrec.data.synthetic import generate
 from fedrec.errors import ConfigError, DatasetError
-from realdata import DATA, real_data
-
 
 
 def write(path: Path, text: str) -> Path:
@@ -47,7 +46,8 @@ def test_movielens_u_data(tmp_path: Path) -> None:
 def test_movielens_ratings_dat_and_csv(tmp_path: Path) -> None:
     dat = write(tmp_path / "ratings.dat", "1::1193::5::978300760\n1::661::3::978302109\n")
     assert read_movielens(dat).items.tolist() == [1193, 661]
-    csv = write(tmp_path / "ratings.csv", "userId,movieId,rating,timestamp\n1,307,3.5,1256677221\n2,481,2.0,1256677456\n")
+    csv = write(tmp_path / "ratings.csv",
+                "userId,movieId,rating,timestamp\n1,307,3.5,1256677221\n2,481,2.0,1256677456\n")
     log = read_movielens(csv, min_rating=3.0)
     assert (log.users.tolist(), log.items.tolist(), log.timestamps.tolist()) == ([1], [307], [1256677221])
 

@@ -5,13 +5,12 @@ import torch
 
 from fedrec.configs import resolve
 from fedrec.data.registry import load_dataset
-from fedrec.embeddings import artifact, load
+from fedrec.device import DeviceData, DeviceRun, DeviceStates
+from fedrec.device.sasrec import build_device_model, local_loss
+from fedrec.embeddings import EmbeddingSpec, artifact, load
 from fedrec.errors import BudgetError, ConfigError
 from fedrec.experiment import scenario as scenario_file
 from fedrec.experiment.runner import simulate
-from fedrec.device import DeviceData, DeviceRun, DeviceStates
-from fedrec.device.sasrec import build_device_model, local_loss
-from fedrec.embeddings import EmbeddingSpec
 from fedrec.federation.bodies.sasrec import body_views
 from fedrec.federation.coordinator import TIMINGS, Coordinator, build_method
 from fedrec.federation.inprocess import InProcessTransport
@@ -163,9 +162,8 @@ def teacher_dir(synthetic, tmp_path_factory):
 
 
 def test_teacher_gives_body_codes_and_rows_of_the_users_items_only(synthetic, teacher_dir):
-    from fedrec.models import load_teacher
-
     from fedrec.device import handle_help
+    from fedrec.train.teacher import load_teacher
 
     scenario = codes_scenario(teacher=str(teacher_dir), code_epochs=5)
     model = FederatedCodes(synthetic, scenario, quiet)

@@ -15,8 +15,8 @@ def test_full_holders_reduce_to_fedavg():
     shared = {"items": torch.randn(6, 4), "bias": torch.randn(6)}
     clients = [{k: v + torch.randn_like(v) for k, v in shared.items()} for _ in range(3)]
     weights = [3.0, 1.0, 6.0]
-    updates = [ClientUpdate(w, {k: c[k] - shared[k] for k in shared}, {k: Prefix(tuple(v.shape)) for k, v in shared.items()})
-               for w, c in zip(weights, clients)]
+    whole = {k: Prefix(tuple(v.shape)) for k, v in shared.items()}
+    updates = [ClientUpdate(w, {k: c[k] - shared[k] for k in shared}, whole) for w, c in zip(weights, clients)]
     new = aggregate(shared, updates)
     for k in shared:
         fedavg = sum(w * c[k] for w, c in zip(weights, clients)) / sum(weights)
@@ -34,7 +34,8 @@ def test_each_column_slice_is_averaged_over_its_holders_only():
 
 def test_row_updates_touch_only_their_rows_and_unheld_elements_keep_values():
     shared = {"items": torch.arange(12.0).reshape(4, 3)}
-    update = ClientUpdate(2.0, {"items": torch.ones(2, 2)}, {"items": Prefix((4, 2))}, rows={"items": torch.tensor([1, 3])})
+    update = ClientUpdate(2.0, {"items": torch.ones(2, 2)}, {"items": Prefix((4, 2))},
+                          rows={"items": torch.tensor([1, 3])})
     new = aggregate(shared, [update])["items"]
     expected = shared["items"].clone()
     expected[[1, 3], :2] += 1

@@ -10,9 +10,9 @@ from fedrec.data.registry import load_dataset
 from fedrec.embeddings import EmbeddingSpec, FullEmbedding, build
 from fedrec.embeddings.artifact import payload_bytes
 from fedrec.errors import ConfigError
-from fedrec.models import build_model, load_sasrec
 from fedrec.models.sasrec import SASRec
 from fedrec.train.kd import Distiller, cross_entropy_and_kd, hot_items, info_nce
+from fedrec.train.teacher import build_model, load_sasrec
 from fedrec.train.trainer import fit, save_run
 
 SMALL = {"dim": 16, "inner": 16, "batch_size": 256}

@@ -5,7 +5,7 @@ import torch
 from fedrec.data.dataset import EvalSet
 from fedrec.embeddings import EmbeddingSpec, FullEmbedding
 from fedrec.models.mf import MF, NegativeSampler
-from fedrec.models.sasrec import SASRec, PrefixPairs, pad_histories
+from fedrec.models.sasrec import PrefixPairs, SASRec, pad_histories
 
 
 def make_sasrec(n_items=30, dim=8, max_len=6, dropout=0.0, score_scale=0.0):
@@ -31,7 +31,9 @@ def test_bucketed_batches_cover_every_pair_once_with_little_padding():
     batches = pairs.bucketed_batches(16, np.random.default_rng(0), pool=8)
     assert sorted(np.concatenate(batches).tolist()) == list(range(len(pairs)))
     assert all(len(b) <= 16 for b in batches) and len(batches) == -(-len(pairs) // 16)
-    width = lambda rows: pairs.lengths()[rows].max()
+    def width(rows):
+        return pairs.lengths()[rows].max()
+
     plain = np.random.default_rng(0).permutation(len(pairs))
     plain_width = np.mean([width(plain[i:i + 16]) for i in range(0, len(plain), 16)])
     assert np.mean([width(b) for b in batches]) < 0.6 * plain_width

@@ -3,13 +3,12 @@ import json
 
 import numpy as np
 import pytest
-
-from fedrec.cli import main
-from fedrec.data.registry import load_dataset
-from fedrec.data.movielens import read_movielens
-from fedrec.data.splits import time_segments
 from realdata import ROOT, real_data
 
+from fedrec.cli import main
+from fedrec.data.movielens import read_movielens
+from fedrec.data.registry import load_dataset
+from fedrec.data.splits import time_segments
 
 
 @real_data

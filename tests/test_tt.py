@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fedrec.embeddings import EmbeddingSpec, STPTTEmbedding, TTEmbedding, build, load
 from fedrec.embeddings.artifact import payload_bytes

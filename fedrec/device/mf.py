@@ -1,9 +1,9 @@
 """The MF device program for a full item table, in numpy alone (it runs where torch is not installed).
 
 The device holds all rows of the first `width` columns of the item table and a private user vector of that width
-(MF's body: it starts from the seed-drawn vector each task carries, and never leaves the device). It trains BPR on its own interactions over nested
-prefixes (every narrower tier width it contains, `fedrec.train.local`) and returns the deltas of the rows it
-touched; it ranks every item on its own table.
+(MF's body: it starts from the seed-drawn vector each task carries, and never leaves the device). It trains BPR on
+its own interactions over nested prefixes (every narrower tier width it contains, `fedrec.train.local`) and returns
+the deltas of the rows it touched; it ranks every item on its own table.
 """
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """Update mods: functions a device applies to its update before sending it, on every transport (in-process and
-Flower alike), as Flower's client mods wrap a ClientApp. Clipping here; local noise and obfuscation plug in the same way.
+Flower alike), as Flower's client mods wrap a ClientApp. Clipping here; local noise and obfuscation plug in the same
+way.
 """
 from __future__ import annotations
 

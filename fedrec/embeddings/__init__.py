@@ -34,4 +34,17 @@ def load(path: str | Path) -> ItemEmbedding:
     return module
 
 
-__all__ = ["EmbeddingSpec", "ItemEmbedding", "FullEmbedding", "CodesEmbedding", "TTEmbedding", "STPTTEmbedding", "TeacherBlend", "blend_spec", "METHODS", "build", "load", "method_class"]
+__all__ = [
+    "EmbeddingSpec",
+    "ItemEmbedding",
+    "FullEmbedding",
+    "CodesEmbedding",
+    "TTEmbedding",
+    "STPTTEmbedding",
+    "TeacherBlend",
+    "blend_spec",
+    "METHODS",
+    "build",
+    "load",
+    "method_class",
+]

@@ -93,7 +93,7 @@ class CodesEmbedding(ItemEmbedding):
 
     def use_prefix(self, codebooks: int) -> None:
         if not 1 <= codebooks <= self.n_codebooks:
-            raise ConfigError(f"codebook prefix {codebooks} outside 1..{self.n_codebooks}")
+            raise ValueError(f"codebook prefix {codebooks} outside 1..{self.n_codebooks}")
         self.active = codebooks
 
     def lookup(self, ids: torch.Tensor) -> torch.Tensor:

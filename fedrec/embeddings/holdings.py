@@ -14,7 +14,6 @@ A device's values of a holding form a dense block (`shape`); `rows_of` narrows a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Union
 
 import numpy as np
 import torch
@@ -41,7 +40,7 @@ class Mask:
     mask: np.ndarray                 # bool, the tensor's shape
 
 
-Holding = Union[Prefix, Rows, Select, Mask]
+Holding = Prefix | Rows | Select | Mask
 
 
 def shape(holding: Holding, full: tuple[int, ...]) -> tuple[int, ...]:

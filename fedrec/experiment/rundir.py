@@ -26,7 +26,8 @@ def summarise(coordinator: Coordinator, on_device: dict[str, int]) -> dict[str, 
         metrics = last.loc[tier.name] if tier.name in last.index else {}
         tiers[tier.name] = {k: float(metrics[k]) for k in SHOWN if k in metrics} | {
             "bytes_on_device": on_device[tier.name], "budget_bytes": int(tier.profile.budget_bytes),
-            "width": tier.width, "representation": {"method": tier.spec.method, **tier.spec.options}, "clients": int((coordinator.method.client_tier == tier.index).sum()),
+            "width": tier.width, "representation": {"method": tier.spec.method, **tier.spec.options},
+            "clients": int((coordinator.method.client_tier == tier.index).sum()),
             "evaluated": int(metrics["examples"]) if "examples" in metrics else 0,
             "bytes_down": traffic.get(tier.name, {}).get("bytes_down", 0),
             "bytes_up": traffic.get(tier.name, {}).get("bytes_up", 0)}
@@ -45,7 +46,8 @@ def report(summary: dict[str, Any], scenario: Scenario) -> str:
              f"{summary['rounds']} rounds", "", header, "|---" * (len(SHOWN) + 6) + "|"]
     ordered = {name: summary["tiers"][name] for name in scenario.devices.names if name in summary["tiers"]}
     for name, t in {**ordered, "overall": summary["overall"]}.items():
-        lines.append(f"| {name} | {t.get('width', '')} | {t.get('bytes_on_device', '')} | {t.get('budget_bytes', '')} | "
+        lines.append(f"| {name} | {t.get('width', '')} | {t.get('bytes_on_device', '')} | "
+                     f"{t.get('budget_bytes', '')} | "
                      + " | ".join(f"{t.get(k, float('nan')):.4f}" for k in SHOWN)
                      + f" | {t['bytes_down'] / 1e6:.2f} | {t['bytes_up'] / 1e6:.2f} |")
     return "\n".join(lines) + "\n"

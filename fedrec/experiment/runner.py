@@ -7,7 +7,6 @@ the apps and no module global hands a run over.
 """
 from __future__ import annotations
 
-import os
 import socket
 import sys
 import time

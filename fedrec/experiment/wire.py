@@ -69,8 +69,8 @@ def unpack_train_replies(content: RecordDict) -> tuple[list[TrainReply], list[in
     """Replies as sent; names, shapes and values are checked later by the coordinator."""
     m, arrays = content["metrics"], content["updates"]
     replies = [TrainReply(int(u), int(t), _with_prefix(arrays, f"{u}.delta."), _with_prefix(arrays, f"{u}.rows."),
-                          int(n), float(l), float(s))
-               for u, t, n, l, s in zip(m["users"], m["tiers"], m["n_examples"], m["loss"], m["compute_seconds"])]
+                          int(n), float(loss), float(s))
+               for u, t, n, loss, s in zip(m["users"], m["tiers"], m["n_examples"], m["loss"], m["compute_seconds"])]
     return replies, [int(u) for u in m["failed"]]
 
 

@@ -1,9 +1,9 @@
 """The server's round loop, independent of how messages travel (Flower in a run, direct calls in tests).
 
-Each round: sample users, drop the unavailable ones, send each device its tier's blocks (the round strategy's tasks), validate every reply (a bad
-or failed reply is logged and dropped, the round goes on), aggregate by holders (the strategy), record traffic and simulated time,
-and every `eval_every` rounds evaluate every user on its own device, reported per tier: validation metrics (for
-choosing settings, `valid_*` columns) and test metrics.
+Each round: sample users, drop the unavailable ones, send each device its tier's blocks (the round strategy's
+tasks), validate every reply (a bad or failed reply is logged and dropped, the round goes on), aggregate by holders
+(the strategy), record traffic and simulated time, and every `eval_every` rounds evaluate every user on its own
+device, reported per tier: validation metrics (for choosing settings, `valid_*` columns) and test metrics.
 """
 from __future__ import annotations
 

@@ -19,9 +19,10 @@ from fedrec.embeddings import ItemEmbedding
 from fedrec.embeddings.holdings import Holding
 from fedrec.errors import ConfigError
 from fedrec.federation.bodies.sasrec import body_layout, body_views
-from fedrec.federation.method import ITEMS, FederatedMethod, Tier
 from fedrec.federation.messages import Arrays
-from fedrec.models import copy_body, items_from_teacher, load_teacher, sasrec_with_items
+from fedrec.federation.method import ITEMS, FederatedMethod, Tier
+from fedrec.models import sasrec_with_items
+from fedrec.train.teacher import copy_body, items_from_teacher, load_teacher
 
 
 class FederatedSASRec(FederatedMethod):

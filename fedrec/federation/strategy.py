@@ -47,7 +47,7 @@ class RoundStrategy(ABC):
     def aggregate_evaluate(self, round_: int, replies: Sequence[EvalReply | Exception]) -> dict[str, dict[str, float]]:
         ...
 
-    def on_segment_end(self, segment: int) -> None:
+    def on_segment_end(self, segment: int) -> None:  # noqa: B027 (an optional hook, not an abstract one)
         """Between time segments of a streaming run (resizing, new users and items); nothing by default."""
 
 

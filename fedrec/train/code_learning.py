@@ -293,5 +293,6 @@ def learn_codes(table: torch.Tensor, codebooks: int, codewords: int, epochs: int
         learned = LearnedCodes(codes, learned.codebooks, prefix_errors(codes, learned.codebooks, table),
                                learned.source + ", twins separated")
     if log:
-        log(f"codes from the {learned.source} (teacher-table MSE by prefix {[round(e, 4) for e in learned.prefix_mse]})")
+        by_prefix = [round(e, 4) for e in learned.prefix_mse]
+        log(f"codes from the {learned.source} (teacher-table MSE by prefix {by_prefix})")
     return learned

@@ -2,7 +2,8 @@
 
 The model state with the best validation `select_metric` is kept and is the one evaluated on test, so test
 figures are never used for selection. With `refit = true` the selected epoch count is then used to retrain from
-scratch on training + validation data (the protocol of the CF papers), and that model is evaluated on test. Writes `summary.json`, `epochs.parquet` and `item_embedding.fedrec`.
+scratch on training + validation data (the protocol of the CF papers), and that model is evaluated on test.
+Writes `summary.json`, `epochs.parquet` and `item_embedding.fedrec`.
 """
 from __future__ import annotations
 
@@ -23,8 +24,9 @@ from fedrec.configs import Config
 from fedrec.data.dataset import EvalSet, Split
 from fedrec.embeddings import CodesEmbedding
 from fedrec.metrics import evaluate
-from fedrec.models import Recommender, build_model
+from fedrec.models import Recommender
 from fedrec.results import atomic_write, write_json, write_parquet
+from fedrec.train.teacher import build_model
 
 
 @dataclass

@@ -11,6 +11,7 @@ import torch
 
 from fedrec.federation.settings import RunSettings
 
+
 def initial_user_vector(run: RunSettings, user: int, width: int) -> np.ndarray:
     """A user's starting private vector, reproducible from the seed."""
     generator = torch.Generator().manual_seed(run.seed * 1_000_003 + user)
