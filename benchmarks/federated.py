@@ -16,7 +16,10 @@ import pandas as pd
 from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
 
-from fedrec.experiment import runner, scenario as scenario_file, wire
+from fedrec.experiment import rundir, wire
+from fedrec.experiment import scenario as scenario_file
+from fedrec.experiment.runner import RunRequest
+from server.simulation import run_ray
 
 noop_app = ClientApp()
 
@@ -47,16 +50,11 @@ def _round_seconds(out: Path) -> pd.DataFrame:
 
 
 def _run(scenario: scenario_file.Scenario, out: Path, client_app: ClientApp | None = None) -> pd.DataFrame:
-    if client_app is None:
-        runner.simulate(scenario, out)
-    else:
-        import clients.app
-
-        original, clients.app.app = clients.app.app, client_app
-        try:
-            runner.simulate(scenario, out)
-        finally:
-            clients.app.app = original
+    """One Ray-engine run of `scenario` with fedrec's ClientApp, or `client_app` in its place."""
+    split = scenario.load_split()
+    request = RunRequest(scenario, out, log=lambda message: None)
+    rundir.start(out, scenario, resume=False)
+    run_ray(request, split, client=client_app)
     return _round_seconds(out)
 
 
