@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test test-slow lint simulate bench clean
+.PHONY: test test-ray test-slow lint simulate bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,7 +14,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 test: lint
-	$(BIN)/pytest -q -m "not slow"
+	$(BIN)/pytest -q -m "not slow and not ray"
+
+test-ray: $(STAMP)
+	$(BIN)/pytest -q -m "ray and not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

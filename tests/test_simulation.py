@@ -177,6 +177,7 @@ def test_wire_round_trip_keeps_tasks_and_replies():
     assert eval_tasks[0].split == "valid" and eval_tasks[0].shared["items"].shape == (6, 2)
 
 
+@pytest.mark.ray
 def test_flower_ray_run_equals_the_inprocess_run(tmp_path):
     """End to end on Flower's Ray engine (cohort mode, 4 nodes): same seed, same metrics as direct calls."""
     import subprocess
@@ -246,6 +247,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.ray
 def test_simulation_joins_an_existing_ray_cluster(tmp_path):
     """`--ray-address` runs through a cluster started with `ray start --head` on loopback, which is then stopped."""
     import os
@@ -270,6 +272,7 @@ def test_simulation_joins_an_existing_ray_cluster(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_flwr_run_runs_the_apps_from_pyproject(tmp_path):
     """`flwr run .` (managed local SuperLink on free loopback ports, no dependency install) writes a run directory."""
     import os
@@ -299,6 +302,7 @@ def test_flwr_run_runs_the_apps_from_pyproject(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_resume_through_ray_after_kill_minus_nine_matches_the_uninterrupted_run(tmp_path):
     """SIGKILL the whole `fedrec simulate` process group (Ray included) after round 2; `--resume` finishes the run."""
     import os
