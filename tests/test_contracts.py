@@ -134,7 +134,8 @@ class KilledAfterRoundOne(InProcessTransport):
 
 @pytest.mark.parametrize("model,method", PAIRS)
 def test_every_pair_resumes_to_the_uninterrupted_run(model, method, synthetic, tmp_path):
-    scenario = pair_scenario(model, method, **{"run.rounds": "3", "run.eval_every": "3"})
+    scenario = pair_scenario(model, method, **{"run.rounds": "3", "run.eval_every": "3",
+                                               "devices.low.failure_prob": "0.2"})
     full = simulate(scenario, tmp_path / "full", engine="inprocess")
     out = tmp_path / "killed"
     rundir.start(out, scenario, resume=False)

@@ -204,33 +204,6 @@ def assert_same_as_inprocess(summary: dict, sets: list[str], out: Path) -> None:
             assert summary["tiers"][tier][key] == pytest.approx(metrics[key], abs=1e-6), (tier, key)
 
 
-def test_resume_after_a_kill_reproduces_the_uninterrupted_run(synthetic, tmp_path):
-    from fedrec.experiment import rundir
-    from fedrec.experiment.runner import RunRequest
-
-    scenario = small(**{"run.rounds": "5", "run.eval_every": "5", "devices.low.failure_prob": "0.2"})
-    full = simulate(scenario, tmp_path / "full", engine="inprocess")
-
-    class KilledInRoundThree(InProcessTransport):
-        """Devices finish round 3 (and store their new state), then the server dies before its checkpoint."""
-
-        def train(self, round_, tasks):
-            replies = super().train(round_, tasks)
-            if round_ == 3:
-                raise KeyboardInterrupt
-            return replies
-
-    out = tmp_path / "killed"
-    rundir.start(out, scenario, resume=False)
-    request = RunRequest(scenario, out, log=lambda m: None)
-    with pytest.raises(KeyboardInterrupt):
-        request.coordinator(synthetic).run_rounds(KilledInRoundThree(synthetic, request.device(), request.device_dir),
-                                                  checkpoint=request.checkpoint)
-    assert not (out / "summary.json").exists()
-    resumed = simulate(scenario_file.load(out / "config.toml"), out, engine="inprocess", resume=True)
-    assert resumed == full
-
-
 def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path, capsys):
     from fedrec.cli import main
 
