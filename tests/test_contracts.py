@@ -9,6 +9,7 @@ import torch
 
 from fedrec.data.registry import load_dataset
 from fedrec.device import DeviceRun
+from fedrec.device.programs import PROGRAMS
 from fedrec.embeddings import METHODS, EmbeddingSpec, build, load
 from fedrec.embeddings import holdings as held
 from fedrec.embeddings.artifact import payload_bytes
@@ -91,8 +92,9 @@ def transport_for(split, scenario, cls=InProcessTransport):
     return cls(split, DeviceRun(scenario.run, scenario.model_config()), None)
 
 
-def test_every_model_and_item_representation_federates():
+def test_every_model_and_item_representation_federates_with_a_device_program():
     assert {(m, e) for m in ("mf", "sasrec") for e in ("full", "codes", "tt")} <= set(PAIRS)
+    assert set(PAIRS) == set(PROGRAMS)
 
 
 class FirstReplyCorrupted(InProcessTransport):
