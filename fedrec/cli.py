@@ -8,8 +8,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fedrec.configs import key_values, model_names, parse_value, require_model, resolve
+from fedrec.configs.rules import check_model_config
 from fedrec.errors import ConfigError, FedrecError
 from fedrec.ranking import HEADLINE as SUMMARY_KEYS
+from fedrec.schema import check, count
 
 
 def _columns(text: str | None) -> dict[str, str] | None:
@@ -21,13 +23,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     from fedrec.train.trainer import fit, save_run
 
     require_model(args.model)
+    check({"seed": count(0)}, {"seed": args.seed}, lambda key: "--seed")
     overrides = {k: parse_value(v) for k, v in key_values(args.set, "--set").items()}
     for key in ("epochs", "embedding", "teacher"):
         if getattr(args, key) is not None:
             overrides[key] = getattr(args, key)
+    if "embedding" in overrides and "embedding" not in resolve(args.model, "synthetic"):
+        raise ConfigError(f"--embedding {overrides['embedding']}: model {args.model!r} trains a full table "
+                          f"centrally; compact item tables train with --model sasrec (federated MF takes them as "
+                          f"run.method in a scenario)")
     started = time.perf_counter()
     split = load_dataset(args.dataset, seed=args.seed, columns=_columns(args.columns), min_rating=args.min_rating)
     config = resolve(args.model, split.name, args.config, overrides)
+    check_model_config(args.model, config)
     print(f"{split.name}: {split.n_users} users, {split.n_items} items, {split.n_train} training interactions "
           f"({split.description}); loaded in {time.perf_counter() - started:.1f}s", file=sys.stderr)
     result = fit(split, args.model, config, seed=args.seed, log=lambda m: print(m, file=sys.stderr))

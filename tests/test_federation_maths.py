@@ -8,6 +8,7 @@ from fedrec.errors import ConfigError
 from fedrec.federation.aggregation import ClientUpdate, aggregate
 from fedrec.federation.devices import DeviceMix, DeviceProfile
 from fedrec.federation.ledger import CommunicationLedger, tensor_bytes
+from fedrec.schema import in_file
 
 
 def test_full_holders_reduce_to_fedavg():
@@ -53,7 +54,7 @@ def test_mix_assigns_exact_proportions_deterministically():
 
 def test_device_config_errors_name_the_key():
     with pytest.raises(ConfigError, match=r"unknown key\(s\) \['ram'\].*valid keys"):
-        DeviceMix.from_dict({"low": {"fraction": 1.0, "budget_bytes": 10, "ram": 3}}, "mix.toml")
+        DeviceMix.from_dict({"low": {"fraction": 1.0, "budget_bytes": 10, "ram": 3}}, in_file("mix.toml"))
     with pytest.raises(ConfigError, match="failure_prob"):
         DeviceProfile("x", 100, failure_prob=1.5)
     with pytest.raises(ConfigError, match="sum to 1"):

@@ -51,11 +51,11 @@ def run_inprocess(split, scenario):
 
 
 def test_unknown_keys_list_the_valid_ones():
-    with pytest.raises(ConfigError, match=r"\[run\]: unknown key\(s\) \['roundz'\]; valid keys: .*'rounds'"):
+    with pytest.raises(ConfigError, match=r"--set run.roundz: unknown key\(s\) \['roundz'\]; valid keys: .*'rounds'"):
         scenario_file.load(DEFAULT, {"run.roundz": "3"})
     with pytest.raises(ConfigError, match=r"unknown section\(s\) \['modle'\]"):
         scenario_file.load(DEFAULT, {"modle.dim": "3"})
-    with pytest.raises(ConfigError, match=r"\[model\]: unknown key\(s\) \['dimm'\]; valid keys: .*'dim'"):
+    with pytest.raises(ConfigError, match=r"--set model.dimm: unknown key\(s\) \['dimm'\]; valid keys: .*'dim'"):
         scenario_file.load(DEFAULT, {"model.dimm": "3"})
 
 

@@ -6,12 +6,14 @@ then explicit overrides (`--set key=value`, `--epochs`, `--seed`). Unknown keys 
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from fedrec.configs.rules import model_rules
 from fedrec.errors import ConfigError
+from fedrec.schema import check
 
 Config = dict[str, Any]
 
@@ -61,24 +63,8 @@ def key_values(pairs: Sequence[str], flag: str) -> dict[str, str]:
     return out
 
 
-def typed_updates(defaults: Mapping[str, Any], updates: Mapping[str, Any], source: str) -> dict[str, Any]:
-    """`updates` checked against the keys and value types of `defaults` (an int is accepted for a float)."""
-    unknown = sorted(set(updates) - set(defaults))
-    if unknown:
-        raise ConfigError(f"{source}: unknown key(s) {unknown}; valid keys: {sorted(defaults)}")
-    clean = {}
-    for key, value in updates.items():
-        expected = type(defaults[key])
-        if expected is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if not isinstance(value, expected):
-            raise ConfigError(f"{source}: {key} = {value!r} should be {expected.__name__}")
-        clean[key] = value
-    return clean
-
-
-def _merge(config: Config, updates: dict[str, Any], source: str) -> None:
-    config.update(typed_updates(config, updates, source))
+def _merge(model: str, config: Config, updates: dict[str, Any], source: str) -> None:
+    config.update(check(model_rules(model), updates, lambda key: source, valid=config))
 
 
 def resolve(model: str, dataset: str, config_file: Path | None = None,
@@ -87,8 +73,8 @@ def resolve(model: str, dataset: str, config_file: Path | None = None,
     raw = _model_file(model)
     per_dataset = raw.pop("dataset", {})
     config: Config = dict(raw)
-    _merge(config, per_dataset.get(dataset, {}), f"{model}.toml [dataset.{dataset}]")
+    _merge(model, config, per_dataset.get(dataset, {}), f"{model}.toml [dataset.{dataset}]")
     if config_file is not None:
-        _merge(config, read_toml(config_file, "config file"), str(config_file))
-    _merge(config, overrides or {}, "--set")
+        _merge(model, config, read_toml(config_file, "config file"), str(config_file))
+    _merge(model, config, overrides or {}, "command line (--set and flags)")
     return config

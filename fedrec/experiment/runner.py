@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from fedrec.configs import key_values
+from fedrec.data.preflight import require_federation
 from fedrec.errors import ConfigError, FedrecError
 from fedrec.experiment import rundir
 from fedrec.experiment import scenario as scenario_file
@@ -104,6 +105,7 @@ def simulate(scenario: Scenario, out: Path, engine: str = "ray", log: Callable[[
     import json
 
     split = scenario.load_split()
+    require_federation(split, scenario.run.model)
     request = RunRequest(scenario, out, log, resume)
     if engine == "inprocess":
         from fedrec.federation.inprocess import InProcessTransport

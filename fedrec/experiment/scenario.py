@@ -13,13 +13,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fedrec.configs import Config, parse_value, read_toml, resolve, typed_updates
+from fedrec.configs import Config, parse_value, read_toml, resolve
+from fedrec.configs.rules import model_rules
 from fedrec.data.dataset import Split
 from fedrec.data.registry import load_dataset
 from fedrec.data.splits import group_sessions
 from fedrec.errors import ConfigError
 from fedrec.federation.devices import DeviceMix
-from fedrec.federation.settings import RunSettings
+from fedrec.federation.settings import RUN_RULES, RunSettings
+from fedrec.schema import Place, check, in_file, table_of
 
 
 @dataclass(frozen=True)
@@ -65,33 +67,39 @@ def to_toml(scenario: Scenario) -> str:
 
 def _apply_override(data: dict[str, Any], dotted: str, value: Any) -> None:
     *path, key = dotted.split(".")
-    if not path:
+    if not path or not key:
         raise ConfigError(f"--set {dotted}: expected SECTION.KEY (e.g. run.rounds=5 or devices.low.budget_bytes=1e4)")
     table = data
-    for part in path:
+    for depth, part in enumerate(path):
         table = table.setdefault(part, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"--set {dotted}: {'.'.join(path[:depth + 1])} is a value, not a table")
     table[key] = value
 
 
-def _run_settings(table: dict[str, Any], source: str) -> RunSettings:
-    clean = typed_updates(asdict(RunSettings()), table, f"{source} [run]")
-    settings = RunSettings(**clean)
-    positive = [k for k in ("max_dim", "rounds", "clients_per_round", "local_epochs", "eval_every",
-                            "clients_per_node") if getattr(settings, k) < 1]
-    if positive:
-        raise ConfigError(f"{source} [run]: {', '.join(positive)} must be >= 1")
-    return settings
+def _placed(source: str, overridden: set[str]) -> Place:
+    """Where a key's value came from: `--set TABLE.KEY` when an override gave it, else the file and table."""
+    def place(table: str, key: str) -> str:
+        dotted = f"{table}.{key}" if table else key
+        return f"--set {dotted}" if dotted in overridden else in_file(source)(table, key)
+
+    return place
 
 
-def from_dict(data: dict[str, Any], source: str) -> Scenario:
+def from_dict(data: dict[str, Any], source: str, overridden: set[str] | None = None) -> Scenario:
+    place = _placed(source, overridden or set())
     unknown = sorted(set(data) - {"run", "devices", "model"})
     if unknown:
         raise ConfigError(f"{source}: unknown section(s) {unknown}; valid sections: ['devices', 'model', 'run']")
     if not data.get("devices"):
         raise ConfigError(f"{source}: at least one [devices.NAME] table with fraction and budget_bytes is required")
-    run = _run_settings(data.get("run", {}), source)
-    model = typed_updates(resolve(run.model, run.dataset), data.get("model", {}), f"{source} [model]")
-    return Scenario(run, DeviceMix.from_dict(data["devices"], source), source, model)
+    defaults = asdict(RunSettings())
+    run = RunSettings(**defaults | check(RUN_RULES, table_of(data.get("run", {}), "run", place),
+                                         lambda key: place("run", key), valid=defaults))
+    config = resolve(run.model, run.dataset)
+    model = check(model_rules(run.model), table_of(data.get("model", {}), "model", place),
+                  lambda key: place("model", key), valid=config)
+    return Scenario(run, DeviceMix.from_dict(data["devices"], place), source, model)
 
 
 def load(path: Path, overrides: dict[str, str] | None = None) -> Scenario:
@@ -103,4 +111,4 @@ def load_dict(data: dict[str, Any], overrides: dict[str, str] | None = None, sou
     data = copy.deepcopy(data)
     for dotted, text in (overrides or {}).items():
         _apply_override(data, dotted, parse_value(text))
-    return from_dict(data, source)
+    return from_dict(data, source, set(overrides or {}))

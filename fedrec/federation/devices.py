@@ -5,14 +5,20 @@ always gives the same device for the same user.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from fedrec.errors import ConfigError
+from fedrec.schema import SIZE, Place, check, fraction, positive, table_of
 
 MBIT = 1e6
+
+DEVICE_RULES = {
+    "budget_bytes": SIZE, "speed": positive(), "uplink_mbps": positive(), "downlink_mbps": positive(),
+    "availability": fraction(open_low=True), "failure_prob": fraction(open_high=True), "fraction": fraction(),
+}
 
 
 @dataclass(frozen=True)
@@ -26,28 +32,19 @@ class DeviceProfile:
     failure_prob: float = 0.0  # probability that a started round fails
 
     def __post_init__(self) -> None:
-        checks = {"budget_bytes": self.budget_bytes > 0, "speed": self.speed > 0,
-                  "uplink_mbps": self.uplink_mbps > 0, "downlink_mbps": self.downlink_mbps > 0,
-                  "availability": 0 < self.availability <= 1, "failure_prob": 0 <= self.failure_prob < 1}
-        bad = [k for k, ok in checks.items() if not ok]
-        if bad:
-            raise ConfigError(f"device {self.name!r}: invalid {', '.join(f'{k} = {getattr(self, k)!r}' for k in bad)}"
-                              " (budget, speed and bandwidths > 0; availability in (0, 1]; failure_prob in [0, 1))")
+        values = {k: getattr(self, k) for k in DEVICE_RULES if k != "fraction"}
+        check(DEVICE_RULES, values, lambda key: f"device {self.name!r}")
 
     def transfer_seconds(self, bytes_down: int, bytes_up: int) -> float:
         return bytes_down * 8 / (self.downlink_mbps * MBIT) + bytes_up * 8 / (self.uplink_mbps * MBIT)
 
     @classmethod
-    def from_dict(cls, name: str, data: dict[str, Any], source: str) -> DeviceProfile:
-        valid = {f.name for f in fields(cls)} - {"name"}
-        unknown = sorted(set(data) - valid - {"fraction"})
-        if unknown:
-            raise ConfigError(f"{source} [devices.{name}]: unknown key(s) {unknown}; valid keys: {sorted(valid)}")
-        if "budget_bytes" not in data:
-            raise ConfigError(f"{source} [devices.{name}]: budget_bytes is required")
-        values = {k: v for k, v in data.items() if k != "fraction"}
-        values["budget_bytes"] = int(values["budget_bytes"])  # TOML writes 2e4 as a float
-        return cls(name=name, **values)
+    def from_dict(cls, name: str, data: dict[str, Any], place: Place) -> DeviceProfile:
+        table = f"devices.{name}"
+        if "budget_bytes" not in table_of(data, table, place):
+            raise ConfigError(f"{place(table, 'budget_bytes')}: budget_bytes is required")
+        values = check(DEVICE_RULES, data, lambda key: place(table, key))
+        return cls(name=name, **{k: v for k, v in values.items() if k != "fraction"})
 
 
 @dataclass(frozen=True)
@@ -75,10 +72,10 @@ class DeviceMix:
         return np.random.default_rng(seed).permutation(tiers)
 
     @classmethod
-    def from_dict(cls, devices: dict[str, dict[str, Any]], source: str) -> DeviceMix:
+    def from_dict(cls, devices: dict[str, Any], place: Place) -> DeviceMix:
         """From a scenario's `[devices.NAME]` tables, each with a `fraction`."""
+        profiles = [DeviceProfile.from_dict(n, d, place) for n, d in table_of(devices, "devices", place).items()]
         missing = [name for name, d in devices.items() if "fraction" not in d]
         if missing:
-            raise ConfigError(f"{source}: devices {missing} need a fraction")
-        return cls(tuple(DeviceProfile.from_dict(n, d, source) for n, d in devices.items()),
-                   tuple(float(d["fraction"]) for d in devices.values()))
+            raise ConfigError(f"{place('devices', 'fraction')}: devices {missing} need a fraction")
+        return cls(tuple(profiles), tuple(float(d["fraction"]) for d in devices.values()))

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from fedrec.schema import TEXT, count, positive, real
+
 
 @dataclass(frozen=True)
 class RunSettings:
@@ -29,3 +31,13 @@ class RunSettings:
     num_cpus_per_client: float = 1.0
     ray_address: str = ""          # join an existing Ray cluster ("" = start a local one)
     update_clip_norm: float = 0.0  # > 0: every device clips its update to this L2 norm before sending (a device mod)
+
+
+RUN_RULES = {
+    "dataset": TEXT, "model": TEXT, "method": TEXT,  # names: checked against the registries, which list them
+    "max_dim": count(), "rounds": count(), "clients_per_round": count(), "local_epochs": count(),
+    "lr": positive(), "server_lr": positive(), "l2": real(0), "init_std": positive(),
+    "seconds_per_example": real(0), "eval_every": count(), "seed": count(0), "clients_per_node": count(),
+    "sessions_per_user": count(0), "round_timeout": positive(), "num_cpus_per_client": positive(),
+    "ray_address": TEXT, "update_clip_norm": real(0),
+}

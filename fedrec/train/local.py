@@ -23,7 +23,14 @@ class LocalUpdate:
 
 
 def sample_negatives(positives: np.ndarray, n_items: int, size: int, rng: np.random.Generator) -> np.ndarray:
-    """Uniform items outside the user's positives (resampled until none collide, the set being small)."""
+    """Uniform items outside the user's positives: resampled until none collide while the positives are at most
+    half the items, drawn from the complement beyond that (so a user of nearly every item cannot loop for long)."""
+    distinct = np.unique(positives)
+    if len(distinct) * 2 > n_items:
+        complement = np.setdiff1d(np.arange(n_items), distinct)
+        if not len(complement):
+            raise ValueError(f"the user has interacted with all {n_items} items: BPR has no negative to sample")
+        return complement[rng.integers(0, len(complement), size=size)]
     negatives = rng.integers(0, n_items, size=size)
     clash = np.isin(negatives, positives)
     while clash.any():

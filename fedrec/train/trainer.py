@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from fedrec.configs import Config
 from fedrec.data.dataset import EvalSet, Split
+from fedrec.data.preflight import require_trainable
 from fedrec.embeddings import CodesEmbedding
 from fedrec.metrics import evaluate
 from fedrec.models import Recommender
@@ -138,6 +139,7 @@ def _early_stopped(model: Recommender, split: Split, config: Config, rng: np.ran
 def fit(split: Split, model_name: str, config: Config, seed: int = 0,
         log: Callable[[str], None] = print) -> TrainResult:
     """Train `model_name` on `split`, early-stopped on validation; returns the best model and its summary."""
+    require_trainable(split)
     rng = seed_everything(seed)
     model = build_model(model_name, split, config, log)
     rows, best = _early_stopped(model, split, config, rng, log)
