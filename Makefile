@@ -26,7 +26,7 @@ test-slow: $(STAMP)
 	$(BIN)/pytest -q -m slow
 
 simulate: $(STAMP)
-	$(BIN)/fedrec simulate simulations/default.toml --out runs/default
+	$(BIN)/fedrec simulate simulations/default.toml --out runs/default-$$(date +%Y%m%d-%H%M%S)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/centralised.py

@@ -11,6 +11,7 @@ from fedrec.configs import key_values, model_names, parse_value, require_model, 
 from fedrec.configs.rules import check_model_config
 from fedrec.errors import ConfigError, FedrecError
 from fedrec.ranking import HEADLINE as SUMMARY_KEYS
+from fedrec.results import prepare_output
 from fedrec.schema import check, count
 
 
@@ -23,6 +24,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from fedrec.train.trainer import fit, save_run
 
     require_model(args.model)
+    out = Path(args.out)
+    prepare_output(out, args.overwrite)
     check({"seed": count(0)}, {"seed": args.seed}, lambda key: "--seed")
     overrides = {k: parse_value(v) for k, v in key_values(args.set, "--set").items()}
     for key in ("epochs", "embedding", "teacher"):
@@ -39,7 +42,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"{split.name}: {split.n_users} users, {split.n_items} items, {split.n_train} training interactions "
           f"({split.description}); loaded in {time.perf_counter() - started:.1f}s", file=sys.stderr)
     result = fit(split, args.model, config, seed=args.seed, log=lambda m: print(m, file=sys.stderr))
-    out = Path(args.out)
     save_run(result, out)
     test = result.summary["metrics"]["test"]
     print("test " + "  ".join(f"{k} {test[k]:.4f}" for k in SUMMARY_KEYS if k in test))
@@ -63,7 +65,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         scenario = scenario_file.load(args.scenario, overrides)
     else:
         raise ConfigError("simulate needs SCENARIO.toml --out DIR, or --resume DIR")
-    summary = simulate(scenario, out, engine=args.engine, resume=bool(args.resume))
+    summary = simulate(scenario, out, engine=args.engine, resume=bool(args.resume), overwrite=args.overwrite)
     print(report(summary, scenario), end="")
     print(f"run directory: {out}")
     return 0
@@ -94,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--dataset", required=True, help="a known dataset name (see `fedrec datasets`) or a path")
     train.add_argument("--model", required=True, help=f"one of {', '.join(model_names())}")
     train.add_argument("--out", required=True, help="run directory (summary.json, epochs.parquet, artifact)")
+    train.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
     train.add_argument("--epochs", type=int, help="maximum epochs (overrides the model config)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--embedding", help="item table: full, codes, tt or stp_tt (sasrec)")
@@ -107,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     simulate = sub.add_parser("simulate", help="run a federated simulation scenario (Flower on Ray)")
     simulate.add_argument("scenario", type=Path, nargs="?", help="scenario TOML file (see simulations/)")
     simulate.add_argument("--out", help="run directory")
+    simulate.add_argument("--overwrite", action="store_true", help="replace a finished (or unfinished) run in --out")
     simulate.add_argument("--resume", metavar="DIR", help="continue a killed run from its run directory")
     simulate.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                           help="override a scenario key, e.g. run.rounds=5")

@@ -32,3 +32,26 @@ def write_json(data: Any, path: Path) -> Path:
 
 def write_parquet(frame: pd.DataFrame, path: Path) -> Path:
     return atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False))
+
+
+def prepare_output(out: Path, overwrite: bool, flag: str = "--out") -> None:
+    """Check `out` before any work: a folder that can be written, not a file, not a finished run (unless
+    `overwrite`), not a run that can still be resumed (unless `overwrite`). Leaves nothing behind."""
+    from fedrec.errors import ConfigError
+
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{flag} {out}: a file is in the way; give a folder")
+    finished, resumable = (out / "summary.json").exists(), (out / "checkpoint.npz").exists()
+    if (finished or resumable) and not overwrite:
+        what = "a finished run (summary.json)" if finished else "an unfinished run (checkpoint.npz): --resume it"
+        raise ConfigError(f"{flag} {out} holds {what}; pass --overwrite to replace it, or choose another folder")
+    created = [p for p in (out, *out.parents) if not p.exists()]
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        tempfile.NamedTemporaryFile(dir=out, prefix=".write-test.").close()
+    except OSError as err:
+        raise ConfigError(f"{flag} {out}: cannot write there ({err.strerror or err}); choose another folder") from None
+    finally:
+        for folder in created:  # innermost first: the run creates them again when it writes
+            if folder.exists():
+                folder.rmdir()

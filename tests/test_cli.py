@@ -61,7 +61,7 @@ def test_unknown_model_and_unknown_key(capsys, tmp_path):
     line = error_line(capsys, train_args("synthetic", tmp_path, "--set", "learning_rate=0.1"))
     assert "learning_rate" in line and "valid keys" in line and "lr" in line
     line = error_line(capsys, train_args("synthetic", tmp_path, "--set", "lr=fast"))
-    assert "lr = 'fast' should be float" in line
+    assert "lr = 'fast' is not a number >= 0" in line
 
 
 def test_datasets_lists_the_builtin_dataset(capsys):

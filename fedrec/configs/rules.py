@@ -16,8 +16,8 @@ MODEL_RULES: dict[str, Rule] = {
     "dim": count(), "epochs": count(), "eval_every": count(), "patience": count(),
     "select_metric": one_of(*METRICS), "eval_batch_size": count(), "track_test": FLAG, "refit": FLAG,
     # trained models
-    "batch_size": count(), "lr": positive(), "l2": real(0), "init_std": positive(), "weight_decay": real(0),
-    "lr_decay_epochs": count(0), "lr_decay": real(0, 1, low_open=True),
+    "batch_size": count(), "lr": real(0), "l2": real(0), "init_std": positive(), "weight_decay": real(0),
+    "lr_decay_epochs": count(0), "lr_decay": real(0, 1),  # lr = 0 or lr_decay = 0 freeze a model (a baseline)
     # item representations
     "embedding": one_of("full", "codes", "tt", "stp_tt"), "codebooks": count(), "codewords": count(2),
     "tt_rank": count(), "stp_rank": count(2), "prefix_weight": real(0),

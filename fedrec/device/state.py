@@ -6,10 +6,12 @@ r, so a device that already stored round r+1 must answer with its round-r versio
 """
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from fedrec.errors import DatasetError
 from fedrec.results import atomic_write
 
 Versions = list[tuple[int, np.ndarray]]  # ascending rounds, at most two
@@ -37,14 +39,24 @@ class DeviceStates:
         assert self.directory is not None
         return self.directory / f"user-{user}.npz"
 
-    def versions(self, user: int) -> Versions:
+    def versions(self, user: int, round_: int | None = None) -> Versions:
         if user not in self.memory and self.directory is not None and self._file(user).exists():
-            with np.load(self._file(user)) as stored:
-                self.memory[user] = [(int(r), stored[f"v{i}"]) for i, r in enumerate(stored["rounds"])]
+            self.memory[user] = self._read(user, round_)
         return self.memory.get(user, [])
 
+    def _read(self, user: int, round_: int | None) -> Versions:
+        path = self._file(user)
+        try:
+            with np.load(path, allow_pickle=False) as stored:
+                versions = [(int(r), stored[f"v{i}"]) for i, r in enumerate(stored["rounds"])]
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+            when = f" in round {round_}" if round_ is not None else ""
+            raise DatasetError(f"device of user {user}{when}: its state file {path} is damaged "
+                               f"({type(err).__name__}: {err}); start the run again without --resume") from None
+        return versions
+
     def get(self, user: int, round_: int) -> np.ndarray | None:
-        return as_of(self.versions(user), round_)
+        return as_of(self.versions(user, round_), round_)
 
     def put(self, user: int, round_: int, vector: np.ndarray) -> None:
         versions = push(self.versions(user), round_, vector)

@@ -62,6 +62,7 @@ def start(out: Path, scenario: Scenario, resume: bool) -> None:
         (out / stale).unlink(missing_ok=True)
     for folder in ("devices", "items"):
         shutil.rmtree(out / folder, ignore_errors=True)
+    (out / "devices").mkdir()  # devices keep their state here; a resume needs it
     atomic_write(out / "config.toml", lambda tmp: tmp.write_text(to_toml(scenario)))
 
 

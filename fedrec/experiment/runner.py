@@ -21,6 +21,7 @@ from fedrec.errors import ConfigError, FedrecError
 from fedrec.experiment import rundir
 from fedrec.experiment import scenario as scenario_file
 from fedrec.experiment.scenario import Scenario
+from fedrec.results import prepare_output
 
 
 @dataclass
@@ -64,10 +65,14 @@ class RunRequest:
         scenario = self.scenario
         coordinator = Coordinator(split, scenario.run, scenario.devices, scenario.model_config(), log=self.log)
         if self.resume:
-            if not self.checkpoint.exists():
-                raise ConfigError(f"cannot resume: {self.checkpoint} not found (was the run started with --out "
-                                  f"{self.out}?)")
+            for needed in (self.checkpoint, self.device_dir):
+                if not needed.exists():
+                    raise ConfigError(f"cannot resume: {needed} not found (was the run started with --out "
+                                      f"{self.out}?)")
             coordinator.restore(self.checkpoint)
+            if coordinator.rounds_done >= scenario.run.rounds:
+                raise ConfigError(f"nothing to resume: {coordinator.rounds_done} of {scenario.run.rounds} rounds "
+                                  f"done in {self.out}; give more with --set run.rounds=N")
         return coordinator
 
 
@@ -100,10 +105,13 @@ def check_ray_address(address: str, timeout: float = 3.0) -> None:
 
 
 def simulate(scenario: Scenario, out: Path, engine: str = "ray", log: Callable[[str], None] = stderr,
-             resume: bool = False) -> dict:
-    """Run `scenario` (or resume it from `out`), write its run directory to `out`, return the summary."""
+             resume: bool = False, overwrite: bool = False) -> dict:
+    """Run `scenario` (or resume it from `out`), write its run directory to `out`, return the summary. A folder
+    holding a run is refused unless `overwrite` (or `resume`)."""
     import json
 
+    if not resume:
+        prepare_output(out, overwrite)
     split = scenario.load_split()
     require_federation(split, scenario.run.model)
     request = RunRequest(scenario, out, log, resume)
@@ -119,6 +127,8 @@ def simulate(scenario: Scenario, out: Path, engine: str = "ray", log: Callable[[
     from fedrec.federation.method import method_for
     run = scenario.run  # a pair that does not federate or a budget that fits nothing fails here, before Ray starts
     method_for(run.model, run.method).plan(run, scenario.model_config(), split.n_items, list(scenario.devices.profiles))
+    if resume:
+        request.coordinator(split)  # a checkpoint that cannot be resumed is refused before Ray starts
     rundir.start(out, scenario, resume)
     run_engine(request, split)
     if not (out / "summary.json").exists():

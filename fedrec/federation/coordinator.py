@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import time
+import zipfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -18,6 +19,7 @@ import numpy as np
 
 from fedrec.configs import Config
 from fedrec.data.dataset import Split
+from fedrec.errors import ConfigError
 from fedrec.federation.devices import DeviceMix
 from fedrec.federation.ledger import CommunicationLedger
 from fedrec.federation.messages import EvalReply, EvalTask, HelpRequest, TrainReply, TrainTask
@@ -38,6 +40,12 @@ class Transport(Protocol):
     def help(self, round_: int, users: Sequence[int]) -> list[HelpRequest | Exception]: ...
 
 
+CHECKPOINT_FORMAT = 2
+# settings a resumed run may change: how long it goes on and how it runs, not what it computes
+RESUMABLE_CHANGES = frozenset(("run", k) for k in ("rounds", "eval_every", "round_timeout", "num_cpus_per_client",
+                                                  "ray_address", "clients_per_node"))
+
+
 @dataclass
 class RoundLog:
     rows: list[dict] = field(default_factory=list)      # one per (round, tier)
@@ -55,6 +63,9 @@ class Coordinator:
     def __init__(self, split: Split, run: RunSettings, devices: DeviceMix, config: Config,
                  log: Callable[[str], None] = print, strategy: RoundStrategy | None = None):
         self.split, self.run = split, run
+        self.written_under = {"devices": {p.name: asdict(p) | {"fraction": f}
+                                          for p, f in zip(devices.profiles, devices.fractions)},
+                              "model": dict(config)}  # what a checkpoint must have been written under
         self.strategy = strategy or HeteroAvg(build_method(split, run, devices, config, log), run.server_lr)
         self.method = self.strategy.method
         self.ledger = CommunicationLedger()
@@ -118,16 +129,34 @@ class Coordinator:
         return self.strategy.aggregate_evaluate(round_, transport.evaluate(round_, tasks))
 
     def checkpoint(self, path: Path) -> None:
-        """Everything the server needs to go on after round `rounds_done`, in one atomically written file."""
-        meta = {"rounds_done": self.rounds_done, "rows": self.history.rows, "dropped": self.history.dropped,
-                "ledger": self.ledger.rows}
+        """Everything the server needs to go on after round `rounds_done`, in one atomically written file, with the
+        settings it was written under (a resume must not contradict them)."""
+        meta = {"format": CHECKPOINT_FORMAT, "run": asdict(self.run), **self.written_under,
+                "rounds_done": self.rounds_done,
+                "rows": self.history.rows, "dropped": self.history.dropped, "ledger": self.ledger.rows}
         state = {f"state.{k}": v for k, v in self.method.state().items()}
         atomic_write(path, lambda tmp: np.savez(tmp.open("wb"), meta=np.array(json.dumps(meta)), **state))
 
     def restore(self, path: Path) -> None:
-        with np.load(path, allow_pickle=False) as stored:
-            meta = json.loads(str(stored["meta"]))
-            self.method.load_state({k.removeprefix("state."): stored[k] for k in stored.files if k != "meta"})
+        """Go on from a checkpoint; a damaged or foreign one, or one written under other settings, is refused."""
+        try:
+            with np.load(path, allow_pickle=False) as stored:
+                meta = json.loads(str(stored["meta"]))
+                state = {k.removeprefix("state."): stored[k] for k in stored.files if k != "meta"}
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+            raise ConfigError(f"{path}: not a readable fedrec checkpoint ({type(err).__name__}: {err}); start the "
+                              f"run again without --resume") from None
+        if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
+            raise ConfigError(f"{path}: not a fedrec checkpoint of format {CHECKPOINT_FORMAT} (found "
+                              f"{meta.get('format') if isinstance(meta, dict) else meta!r}); start the run again")
+        now = {"run": asdict(self.run), **self.written_under}
+        contradicting = {f"{table}.{k}": (v, now[table].get(k)) for table in now for k, v in meta[table].items()
+                         if (table, k) not in RESUMABLE_CHANGES and now[table].get(k) != v}
+        if contradicting:
+            listed = ", ".join(f"{k} = {new!r} (checkpoint: {old!r})" for k, (old, new) in contradicting.items())
+            raise ConfigError(f"{path}: {listed} contradicts the checkpoint; resume without that change, or start a "
+                              f"new run")
+        self.method.load_state(state, str(path))
         self.rounds_done = meta["rounds_done"]
         self.history = RoundLog(meta["rows"], meta["dropped"])
         self.ledger.rows = [tuple(r) for r in meta["ledger"]]

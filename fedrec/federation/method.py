@@ -168,10 +168,21 @@ class FederatedMethod(ABC):
             "help_users": np.array(help_users, dtype=np.int64)} | {
             f"help.{u}": self._help[u] for u in help_users}
 
-    def load_state(self, arrays: Arrays) -> None:
+    def load_state(self, arrays: Arrays, source: str = "checkpoint") -> None:
+        """Go on from `state()`'s arrays; missing, misshapen or non-finite ones are refused."""
         missing = sorted(f"shared.{k}" for k in self.shared if f"shared.{k}" not in arrays)
+        missing += [k for k in ("has_static", "help_users") if k not in arrays]
+        missing += [f"help.{u}" for u in arrays.get("help_users", []) if f"help.{u}" not in arrays]
         if missing:
-            raise ConfigError(f"checkpoint lacks {missing}: it was written by another method or version")
+            raise ConfigError(f"{source} lacks {missing}: it was written by another method or version")
+        for name, tensor in self.shared.items():
+            stored = arrays[f"shared.{name}"]
+            if stored.shape != tuple(tensor.shape):
+                raise ConfigError(f"{source}: {name} has shape {stored.shape}, this run's is {tuple(tensor.shape)}: "
+                                  f"it was written under other settings")
+            if not np.isfinite(stored).all():
+                raise ConfigError(f"{source}: {name} holds non-finite values (the run diverged before this "
+                                  f"checkpoint); start again, e.g. with a smaller lr")
         self.apply({k: torch.from_numpy(arrays[f"shared.{k}"].copy()) for k in self.shared})
         self._has_static = {int(u) for u in arrays["has_static"]}
         self._help = {int(u): arrays[f"help.{u}"] for u in arrays["help_users"]}
