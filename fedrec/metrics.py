@@ -1,7 +1,8 @@
 """Full-ranking top-K metrics: Recall, Precision, NDCG, HR (hit rate) and MRR at several K.
 
 Definitions follow PAPERS.md §3: every item is ranked (no sampled negatives), items in `exclude` (a user's training
-items for CF) are removed from the ranking, and each metric is averaged over the evaluated examples.
+items for CF) are removed from the ranking except the example's own targets (a repeated interaction stays
+rankable), and each metric is averaged over the evaluated examples.
 For examples with exactly one target, metrics are their expectation under a uniformly random order of tied items:
 the target is equally likely at every rank from 1 + (items scored strictly higher) to that + (other items scored the
 same). Continuous scores rarely tie, but compressed tables do (items sharing a code share a score: 40,727 items on one

@@ -16,12 +16,15 @@ METRIC_NAMES = ("recall", "precision", "ndcg", "hr", "mrr")
 HEADLINE = ("recall@20", "ndcg@20", "hr@20", "mrr@20")  # what reports, summaries and the CLI show
 
 
-def mask_excluded(scores: np.ndarray, exclude: Sequence[np.ndarray] | None) -> np.ndarray:
-    """Set excluded items to -inf in place (they can then never enter a top-K list)."""
+def mask_excluded(scores: np.ndarray, exclude: Sequence[np.ndarray] | None,
+                  targets: Sequence[np.ndarray]) -> np.ndarray:
+    """Set excluded items to -inf in place (they can then never enter a top-K list). An example's own targets stay
+    ranked even when they are also in its history (a repeat interaction): it is what the example asks for."""
     if exclude is not None:
         for row, items in enumerate(exclude):
             if len(items):
-                scores[row, np.asarray(items, dtype=np.int64)] = -np.inf
+                items = np.asarray(items, dtype=np.int64)
+                scores[row, items[~np.isin(items, targets[row])]] = -np.inf
     return scores
 
 
@@ -46,7 +49,7 @@ def _top_k_hits(scores: np.ndarray, targets: Sequence[np.ndarray], k: int) -> np
 def metric_sums(scores: np.ndarray, targets: Sequence[np.ndarray], exclude: Sequence[np.ndarray] | None = None,
                 ks: Sequence[int] = DEFAULT_KS) -> dict[str, float]:
     """Sums (not means) of every metric over the batch; `scores` [B, N] is modified (exclusions set to -inf)."""
-    scores = mask_excluded(np.asarray(scores, dtype=np.float32), exclude)
+    scores = mask_excluded(np.asarray(scores, dtype=np.float32), exclude, targets)
     n_targets = np.array([len(t) for t in targets], dtype=np.float32)
     single = bool((n_targets == 1).all())
     if single:

@@ -69,7 +69,8 @@ class FlowerTransport:
             try:
                 if reply is None or reply.has_error():
                     raise NoReply("no reply in time" if reply is None else f"node error: {reply.error.reason}")
-                by_user.update(parse(reply.content))
+                parsed = parse(reply.content)  # a node answers for its own users only
+                by_user.update({user: parsed[user] for user, _ in group if user in parsed})
             except (NoReply, KeyError, TypeError, ValueError) as err:  # a bad node reply is dropped, not fatal
                 by_user.update({user: err if isinstance(err, NoReply) else NoReply(f"malformed reply: {err!r}")
                                 for user, _ in group})

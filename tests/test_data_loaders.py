@@ -95,7 +95,13 @@ def test_lightgcn_bad_line(tmp_path: Path) -> None:
 
 def test_session_pickles(tmp_path: Path) -> None:
     write_sessions(tmp_path, [[1, 2, 3], [2, 4]], ([[1], [1, 2]], [2, 3]))
-    assert read_session_pickles(tmp_path) == ([[1, 2, 3], [2, 4]], [[1], [1, 2]], [2, 3])
+    assert read_session_pickles(tmp_path) == ([[1, 2, 3], [2, 4]], [[1], [1, 2]], [2, 3], "(prefixes, labels)")
+
+
+def test_dhcn_style_test_pickles_with_ids_and_times(tmp_path: Path) -> None:
+    write_sessions(tmp_path, [[1, 2, 3], [2, 4]], ([7, 8], [[1], [1, 2]], [2, 3], [100, 200]))
+    train, prefixes, labels, layout = read_session_pickles(tmp_path)
+    assert (prefixes, labels) == ([[1], [1, 2]], [2, 3]) and "session ids" in layout
 
 
 class _Payload:
@@ -130,7 +136,7 @@ def test_unpickler_accepts_plain_data(tmp_path: Path) -> None:
     ({"a": 1}, ([], []), r"all_train_seq\.txt: expected a list of sessions.*got dict"),
     ([[1, 2], [3, "4"]], ([], []), r"all_train_seq\.txt: session 1: expected int item ids, found str '4'"),
     ([[1, 2], [3, None]], ([], []), r"session 1: expected int item ids, found NoneType"),
-    ([[1, 2]], ([[1]], [2], [3]), r"test\.txt: expected a pair \(prefixes, labels\)"),
+    ([[1, 2]], ([[1]], [2], [3]), r"test\.txt: expected \(prefixes, labels\) or \(session ids, prefixes, labels, time"),
     ([[1, 2]], ([[1], [1]], [2]), r"test\.txt: 2 prefixes but 1 labels"),
     ([[1, 2]], ([[1]], [2.0]), r"test\.txt: labels: expected int item ids, found float"),
 ])
@@ -349,7 +355,7 @@ def test_real_gowalla_counts() -> None:
     ("diginetica-srgnn", 186_670, 60_858, 43_097, 719_470),
 ])
 def test_real_session_counts(folder: str, sessions: int, test_pairs: int, items: int, pairs: int) -> None:
-    train, prefixes, labels = read_session_pickles(DATA / folder)
+    train, prefixes, labels, _ = read_session_pickles(DATA / folder)
     assert (len(train), len(prefixes), len(labels)) == (sessions, test_pairs, test_pairs)
     assert len({i for s in train for i in s}) == items
     assert len(session_pairs([np.asarray(s) for s in train])[1]) == pairs

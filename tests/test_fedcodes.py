@@ -125,7 +125,8 @@ def test_device_update_is_deterministic_and_covers_exactly_its_slices(synthetic)
     assert one.n_examples == len(synthetic.train_sequences[5]) - 1
     from fedrec.federation.messages import TrainReply
     reply = TrainReply(5, model.tier_of(5).index, one.deltas, one.rows, one.n_examples, one.loss, 0.0)
-    update = HeteroAvg(model).validate(reply)  # what the server accepts
+    strategy = HeteroAvg(model)
+    update = strategy.validate(strategy.configure_train(1, [5])[0], reply)  # what the server accepts
     assert set(update.deltas) == set(one.deltas)
 
 

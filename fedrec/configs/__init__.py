@@ -50,6 +50,10 @@ def read_toml(path: Path, what: str) -> dict[str, Any]:
         raise ConfigError(f"{what} {path} not found") from None
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: invalid TOML ({err})") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start}: {err.reason}); save it as UTF-8") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{what} {path} is a folder; give a TOML file") from None
 
 
 def key_values(pairs: Sequence[str], flag: str) -> dict[str, str]:

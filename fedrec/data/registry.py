@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from fedrec.data import synthetic
@@ -51,7 +51,9 @@ def _lightgcn(path: Path, name: str, opts: Options) -> Split:
 
 
 def _sessions(path: Path, name: str, opts: Options) -> Split:
-    return session_split(*read_session_pickles(path), name=name, valid_fraction=opts.valid_fraction)
+    train, prefixes, labels, layout = read_session_pickles(path)
+    split = session_split(train, prefixes, labels, name=name, valid_fraction=opts.valid_fraction)
+    return replace(split, description=f"{split.description}; {TEST_FILE} read as {layout}")
 
 
 def _recbole(path: Path, name: str, opts: Options) -> Split:

@@ -39,19 +39,26 @@ def load_plain_pickle(path: Path) -> Any:
                                "expected a Python pickle of lists and ints") from None
 
 
-def read_session_pickles(path: Path) -> tuple[list[list[int]], list[list[int]], list[int]]:
-    """(training sessions, test prefixes, test labels) from the folder holding both pickles, structure-checked."""
+# test.txt layouts by length: SR-GNN/GCE-GNN (prefixes, labels); DHCN/COTREC (session ids, prefixes, labels, times)
+TEST_LAYOUTS = {2: ("(prefixes, labels)", 0, 1), 4: ("(session ids, prefixes, labels, timestamps)", 1, 2)}
+
+
+def read_session_pickles(path: Path) -> tuple[list[list[int]], list[list[int]], list[int], str]:
+    """(training sessions, test prefixes, test labels, the test file's layout) from the folder holding both pickles,
+    structure-checked."""
     path = Path(path)
     train_file, test_file = path / TRAIN_FILE, path / TEST_FILE
     train = _int_lists(load_plain_pickle(train_file), train_file, "session")
     test = load_plain_pickle(test_file)
-    if not isinstance(test, (tuple, list)) or len(test) != 2:
-        raise DatasetError(f"{test_file}: expected a pair (prefixes, labels), got {_describe(test)}")
-    prefixes = _int_lists(test[0], test_file, "prefix")
-    labels = _ints(test[1], test_file, "labels")
+    if not isinstance(test, (tuple, list)) or len(test) not in TEST_LAYOUTS:
+        raise DatasetError(f"{test_file}: expected {' or '.join(name for name, _, _ in TEST_LAYOUTS.values())}, "
+                           f"got {_describe(test)}")
+    layout, prefix_at, label_at = TEST_LAYOUTS[len(test)]
+    prefixes = _int_lists(test[prefix_at], test_file, "prefix")
+    labels = _ints(test[label_at], test_file, "labels")
     if len(prefixes) != len(labels):
         raise DatasetError(f"{test_file}: {len(prefixes)} prefixes but {len(labels)} labels; expected equal counts")
-    return train, prefixes, labels
+    return train, prefixes, labels, layout
 
 
 def _int_lists(value: Any, path: Path, what: str) -> list[list[int]]:

@@ -126,7 +126,10 @@ class Coordinator:
         """Per-tier mean metrics over every user with an evaluation example, each ranked on its own device."""
         data = self.split.test if split_name == "test" else self.split.valid
         tasks = self.strategy.configure_evaluate(round_, np.unique(data.users).tolist(), split_name)
-        return self.strategy.aggregate_evaluate(round_, transport.evaluate(round_, tasks))
+        result = self.strategy.aggregate_evaluate(round_, tasks, transport.evaluate(round_, tasks))
+        for task, reason in result.dropped:
+            self.history.dropped.append({"round": round_, "client": task.user, "reason": reason})
+        return result.metrics
 
     def checkpoint(self, path: Path) -> None:
         """Everything the server needs to go on after round `rounds_done`, in one atomically written file, with the

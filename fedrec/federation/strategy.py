@@ -18,6 +18,7 @@ from fedrec.embeddings import holdings
 from fedrec.federation.aggregation import ClientUpdate, aggregate
 from fedrec.federation.messages import EvalReply, EvalTask, TrainReply, TrainTask
 from fedrec.federation.method import FederatedMethod
+from fedrec.ranking import METRIC_NAMES
 
 
 class ReplyError(ValueError):
@@ -28,6 +29,18 @@ class ReplyError(ValueError):
 class RoundResult:
     accepted: list[TrainReply] = field(default_factory=list)
     dropped: list[tuple[TrainTask, str]] = field(default_factory=list)  # (task, reason)
+
+
+@dataclass
+class EvalResult:
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # per tier name
+    dropped: list[tuple[EvalTask, str]] = field(default_factory=list)
+
+
+# What a reply may claim. A device's example count weights its update, so it is bounded (no user of the datasets
+# here has 10^4 examples); an embedding update beyond MAX_ABS_DELTA is no training step (legitimate ones are < 10).
+MAX_EXAMPLES = 100_000
+MAX_ABS_DELTA = 1e3
 
 
 class RoundStrategy(ABC):
@@ -44,7 +57,8 @@ class RoundStrategy(ABC):
     def configure_evaluate(self, round_: int, users: Sequence[int], split: str) -> list[EvalTask]: ...
 
     @abstractmethod
-    def aggregate_evaluate(self, round_: int, replies: Sequence[EvalReply | Exception]) -> dict[str, dict[str, float]]:
+    def aggregate_evaluate(self, round_: int, tasks: Sequence[EvalTask],
+                           replies: Sequence[EvalReply | Exception]) -> EvalResult:
         ...
 
     def on_segment_end(self, segment: int) -> None:  # noqa: B027 (an optional hook, not an abstract one)
@@ -63,8 +77,9 @@ class HeteroAvg(RoundStrategy):
                                    tier.profile.failure_prob, task.static))
         return tasks
 
-    def validate(self, reply: TrainReply) -> ClientUpdate:
-        """Check a reply against what its user's device holds; raises ReplyError with the reason."""
+    def validate(self, task: TrainTask, reply: TrainReply) -> ClientUpdate:
+        """Check a reply against its task and what its user's device holds; raises ReplyError with the reason."""
+        _check_identity(task, reply)
         layout = self.method.holdings(self.method.tier_of(reply.user))
         if set(reply.deltas) != set(layout):
             raise ReplyError(f"deltas must be exactly {sorted(layout)}, got {sorted(reply.deltas)}")
@@ -78,8 +93,9 @@ class HeteroAvg(RoundStrategy):
                 raise ReplyError(f"{name}: delta must be float32 of shape {expected}, got {delta.dtype} {delta.shape}")
             if not np.isfinite(delta).all():
                 raise ReplyError(f"{name}: delta holds non-finite values")
-        if not reply.n_examples > 0:
-            raise ReplyError(f"n_examples must be positive, got {reply.n_examples}")
+            if delta.size and np.abs(delta).max() > MAX_ABS_DELTA:
+                raise ReplyError(f"{name}: delta of magnitude {np.abs(delta).max():.3g} exceeds {MAX_ABS_DELTA:g}")
+        _check_count("n_examples", reply.n_examples, 1)
         return ClientUpdate(float(reply.n_examples), {k: torch.from_numpy(v) for k, v in reply.deltas.items()},
                             dict(layout), rows={k: torch.from_numpy(v) for k, v in reply.rows.items()})
 
@@ -90,7 +106,7 @@ class HeteroAvg(RoundStrategy):
             try:
                 if isinstance(reply, Exception):
                     raise ReplyError(f"client failed: {reply}")
-                updates.append(self.validate(reply))
+                updates.append(self.validate(task, reply))
             except ReplyError as err:
                 result.dropped.append((task, str(err)))
                 continue
@@ -109,17 +125,53 @@ class HeteroAvg(RoundStrategy):
                                   split, task.static))
         return tasks
 
-    def aggregate_evaluate(self, round_: int, replies: Sequence[EvalReply | Exception]) -> dict[str, dict[str, float]]:
-        """Per-tier mean metrics over the replies with examples."""
-        sums: dict[int, dict[str, float]] = {}
-        for reply in replies:
-            if isinstance(reply, Exception) or not reply.sums:
+    def aggregate_evaluate(self, round_: int, tasks: Sequence[EvalTask],
+                           replies: Sequence[EvalReply | Exception]) -> EvalResult:
+        """Per-tier mean metrics over the valid replies with examples (each metric sum bounded by its examples)."""
+        result, sums = EvalResult(), {}
+        for task, reply in zip(tasks, replies):
+            try:
+                if isinstance(reply, Exception):
+                    raise ReplyError(f"client failed: {reply}")
+                _check_identity(task, reply)
+                _check_sums(reply.sums)
+            except ReplyError as err:
+                result.dropped.append((task, f"evaluation: {err}"))
                 continue
-            tier_sums = sums.setdefault(reply.tier, {})
-            for k, v in reply.sums.items():
-                tier_sums[k] = tier_sums.get(k, 0.0) + v
-        return {self.method.tiers[t].name: {k: v / s["examples"] for k, v in s.items() if k != "examples"}
-                | {"examples": s["examples"]} for t, s in sorted(sums.items())}
+            if reply.sums:
+                tier_sums = sums.setdefault(reply.tier, {})
+                for k, v in reply.sums.items():
+                    tier_sums[k] = tier_sums.get(k, 0.0) + v
+        result.metrics = {self.method.tiers[t].name: {k: v / s["examples"] for k, v in s.items() if k != "examples"}
+                          | {"examples": s["examples"]} for t, s in sorted(sums.items())}
+        return result
+
+
+def _check_identity(task: TrainTask | EvalTask, reply: TrainReply | EvalReply) -> None:
+    if (reply.user, reply.tier) != (task.user, task.tier):
+        raise ReplyError(f"reply names user {reply.user} tier {reply.tier}; the task was user {task.user} tier "
+                         f"{task.tier}")
+
+
+def _check_count(name: str, value: float, low: int) -> None:
+    if not (isinstance(value, int | float | np.integer | np.floating) and np.isfinite(value)
+            and float(value).is_integer() and low <= value <= MAX_EXAMPLES):
+        raise ReplyError(f"{name} must be a whole number in [{low}, {MAX_EXAMPLES}], got {value!r}")
+
+
+def _check_sums(sums: dict[str, float]) -> None:
+    """An evaluation reply's metric sums: known metrics, each in [0, examples] (every metric is at most 1 per
+    example), over a bounded count of examples; an empty reply (no examples on the device) passes."""
+    if not sums:
+        return
+    if "examples" not in sums:
+        raise ReplyError("metric sums without their example count")
+    _check_count("examples", sums["examples"], 1)
+    for key, value in sums.items():
+        if key != "examples" and key.partition("@")[0] not in METRIC_NAMES:
+            raise ReplyError(f"unknown metric {key!r}")
+        if not (np.isfinite(value) and 0 <= value <= sums["examples"]):
+            raise ReplyError(f"{key} sum {value!r} outside [0, {sums['examples']}] for its examples")
 
 
 def _checked_rows(name: str, rows: np.ndarray, n_rows: int) -> np.ndarray:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from fedrec.federation.messages import EvalReply, EvalTask, TrainReply, TrainTask
-from fedrec.federation.strategy import RoundResult, RoundStrategy
+from fedrec.federation.strategy import EvalResult, RoundResult, RoundStrategy
 
 
 class StrategyWrapper(RoundStrategy):
@@ -23,8 +23,9 @@ class StrategyWrapper(RoundStrategy):
     def configure_evaluate(self, round_: int, users: Sequence[int], split: str) -> list[EvalTask]:
         return self.inner.configure_evaluate(round_, users, split)
 
-    def aggregate_evaluate(self, round_: int, replies: Sequence[EvalReply | Exception]) -> dict[str, dict[str, float]]:
-        return self.inner.aggregate_evaluate(round_, replies)
+    def aggregate_evaluate(self, round_: int, tasks: Sequence[EvalTask],
+                           replies: Sequence[EvalReply | Exception]) -> EvalResult:
+        return self.inner.aggregate_evaluate(round_, tasks, replies)
 
     def on_segment_end(self, segment: int) -> None:
         self.inner.on_segment_end(segment)
