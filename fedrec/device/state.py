@@ -50,9 +50,10 @@ class DeviceStates:
             with np.load(path, allow_pickle=False) as stored:
                 versions = [(int(r), stored[f"v{i}"]) for i, r in enumerate(stored["rounds"])]
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
-            when = f" in round {round_}" if round_ is not None else ""
-            raise DatasetError(f"device of user {user}{when}: its state file {path} is damaged "
-                               f"({type(err).__name__}: {err}); start the run again without --resume") from None
+            when = f" as of round {round_}" if round_ is not None else ""
+            reason = str(err).split(". ")[0]
+            raise DatasetError(f"device of user {user}: its state{when} ({path}) is damaged ({type(err).__name__}: "
+                               f"{reason}); start the run again without --resume") from None
         return versions
 
     def get(self, user: int, round_: int) -> np.ndarray | None:

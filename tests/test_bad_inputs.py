@@ -1,0 +1,251 @@
+"""Bad input of every class gets one clear line (exit 2, no traceback) and nothing runs or is written."""
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fedrec.cli import main
+from fedrec.errors import ConfigError
+from fedrec.experiment import scenario as scenario_file
+from fedrec.federation.settings import RUN_RULES
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT = ROOT / "simulations" / "default.toml"
+QUICK = ["--set", "run.rounds=2", "--set", "run.eval_every=2", "--set", "run.clients_per_round=10",
+         "--engine", "inprocess"]
+
+
+def refused(capsys, argv, out: Path) -> str:
+    """The CLI refuses `argv`: exit 2, one `fedrec: error:` line last on stderr, no traceback, no results."""
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert lines and lines[-1].startswith("fedrec: error: ") and "Traceback" not in err, err
+    assert not (out / "summary.json").exists()
+    return lines[-1]
+
+
+SIMULATE_VALUES = [
+    ("devices.low.fraction", '"half"', "fraction = 'half' is not a number"),
+    ("devices.low.budget_bytes", '"15 zB"', "budget_bytes = '15 zB' is not a size in bytes"),
+    ("devices.low.budget_bytes", "-3", "budget_bytes = -3 is not a size"),
+    ("devices.low.speed", "fast", "speed = 'fast' is not a number > 0"),
+    ("devices.low.availability", "0", "availability = 0 is not a number > 0"),
+    ("devices.low.failure_prob", "1", "failure_prob = 1 is not a number >= 0 and < 1"),
+    ("devices.low.ram", "3", "unknown key(s) ['ram']"),
+    ("run.lr", "nan", "lr = nan is not a number > 0"),
+    ("run.lr", "-0.5", "lr = -0.5 is not a number > 0"),
+    ("run.lr", "inf", "lr = inf is not a number > 0"),
+    ("run.server_lr", "nan", "server_lr = nan"),
+    ("run.init_std", "-1", "init_std = -1"),
+    ("run.round_timeout", "-1", "round_timeout = -1"),
+    ("run.l2", "-1", "l2 = -1 is not a number >= 0"),
+    ("run.eval_every", "0", "eval_every = 0 is not an integer >= 1"),
+    ("run.rounds", "2.5", "rounds = 2.5 is not an integer"),
+    ("run.rounds", "true", "rounds = true is not an integer"),
+    ("run.seed", "-1", "seed = -1 is not an integer >= 0"),
+    ("run.max_dim", "0", "max_dim = 0"),
+    ("run.clients_per_round", "0", "clients_per_round = 0"),
+    ("run.dataset", "3", "dataset = 3 is not a string"),
+    ("run.method", "lsh", "does not federate; supported pairs"),
+    ("run.method", "stp_tt", "does not federate; supported pairs"),
+    ("run.model", "pop", "does not federate; supported pairs"),
+    ("model.l2", "-1", "l2 = -1 is not a number >= 0"),
+    ("model.codebooks", "0", "codebooks = 0 is not an integer >= 1"),
+    ("model.select_metric", "auc", "select_metric = 'auc' is not one of"),
+    ("run.rounds.x", "1", "run.rounds is a value, not a table"),
+    ("devices.low", "1", "[devices.low] must be a table"),
+    ("run", "1", "expected SECTION.KEY"),
+]
+
+
+@pytest.mark.parametrize("key,value,message", SIMULATE_VALUES)
+def test_simulate_refuses_bad_values(key, value, message, tmp_path, capsys):
+    out = tmp_path / "run"
+    line = refused(capsys, ["simulate", str(DEFAULT), "--out", str(out), *QUICK, "--set", f"{key}={value}"], out)
+    assert message in line
+    if not any(m in message for m in ("table", "SECTION", "federate")):
+        assert f"--set {key}" in line  # names where the value came from
+    assert not out.exists()
+
+
+TRAIN_VALUES = [
+    (["--model", "mf", "--epochs", "0"], "epochs = 0 is not an integer >= 1"),
+    (["--model", "mf", "--set", "l2=-1"], "l2 = -1"),
+    (["--model", "mf", "--set", "lr=nan"], "lr = nan"),
+    (["--model", "mf", "--set", "dim=0"], "dim = 0"),
+    (["--model", "mf", "--set", "batch_size=0"], "batch_size = 0"),
+    (["--model", "mf", "--set", "eval_every=0"], "eval_every = 0"),
+    (["--model", "mf", "--set", "select_metric=recall@7"], "select_metric = 'recall@7'"),
+    (["--model", "mf", "--seed", "-1"], "--seed: seed = -1 is not an integer >= 0"),
+    (["--model", "mf", "--embedding", "codes"], "model 'mf' trains a full table"),
+    (["--model", "pop", "--embedding", "codes"], "model 'pop' trains a full table"),
+    (["--model", "sasrec", "--embedding", "lsh"], "embedding = 'lsh' is not one of"),
+    (["--model", "sasrec", "--set", "heads=3", "--set", "dim=64"], "heads = 3 does not divide dim = 64"),
+    (["--model", "sasrec", "--set", "dropout=1.5"], "dropout = 1.5 is not a number >= 0 and < 1"),
+    (["--model", "sasrec", "--set", "max_len=0"], "max_len = 0"),
+    (["--model", "sasrec", "--set", "teacher_mix=0"], "teacher_mix = 0"),
+    (["--model", "sasrec", "--set", "code_assignment=magic"], "code_assignment = 'magic'"),
+]
+
+
+@pytest.mark.parametrize("args,message", TRAIN_VALUES)
+def test_train_refuses_bad_values(args, message, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert message in refused(capsys, ["train", "--dataset", "synthetic", "--out", str(out), *args], out)
+
+
+def ratings(tmp_path: Path, rows: list[tuple[int, int, int]]) -> Path:
+    """A MovieLens ratings.dat folder of (user, item, time) rows."""
+    folder = tmp_path / "ml"
+    folder.mkdir()
+    (folder / "ratings.dat").write_text("".join(f"{u}::{i}::5::{t}\n" for u, i, t in rows))
+    return folder
+
+
+DEGENERATE = [
+    ("one item", [(u, 1, t) for u in range(5) for t in range(4)], "it needs 2 or more items"),
+    ("no held-out examples", [(u, u + t, t) for u in range(5) for t in range(2)], "validation examples, test"),
+    ("one interaction", [(1, 1, 1)], "it needs 2 or more items"),
+]
+
+
+@pytest.mark.parametrize("case,rows,message", DEGENERATE, ids=[d[0] for d in DEGENERATE])
+@pytest.mark.parametrize("command", ["train", "simulate"])
+def test_degenerate_datasets_are_refused_up_front(case, rows, message, command, tmp_path, capsys):
+    data, out = ratings(tmp_path, rows), tmp_path / "run"
+    if command == "train":
+        argv = ["train", "--dataset", str(data), "--model", "mf", "--out", str(out)]
+    else:
+        argv = ["simulate", str(DEFAULT), "--out", str(out), "--set", f'run.dataset="{data}"', *QUICK]
+    assert message in refused(capsys, argv, out)
+
+
+def test_a_federation_where_no_user_can_train_is_refused(tmp_path, capsys):
+    rows = [(u, i, 10 * u + t) for u in range(4) for t, i in enumerate([0, 1, 2, 0, 1])]  # trains on every item
+    data, out = ratings(tmp_path, rows), tmp_path / "run"
+    argv = ["simulate", str(DEFAULT), "--out", str(out), "--set", f'run.dataset="{data}"', *QUICK]
+    assert "no user can train mf" in refused(capsys, argv, out)
+
+
+def test_output_folders_are_checked_before_any_work(tmp_path, capsys):
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    for out, message in ((a_file, "a file is in the way"), (a_file / "under", "cannot write there")):
+        argv = ["simulate", str(DEFAULT), "--out", str(out), *QUICK]
+        assert message in refused(capsys, argv, out if out.is_dir() else tmp_path / "none")
+    assert a_file.read_text() == "x"
+
+
+def test_scenario_that_is_not_utf8_is_a_clear_error(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_bytes(DEFAULT.read_bytes().replace(b"# The default", b"# The d\xe9fault"))
+    assert "not UTF-8 text" in refused(capsys, ["simulate", str(bad), "--out", str(tmp_path / "r"), *QUICK],
+                                       tmp_path / "r")
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Path:
+    """A finished two-round run of the default scenario."""
+    out = tmp_path_factory.mktemp("finished") / "run"
+    assert main(["simulate", str(DEFAULT), "--out", str(out), *QUICK]) == 0
+    return out
+
+
+def copy_of(run: Path, tmp_path: Path) -> Path:
+    target = tmp_path / "copy"
+    shutil.copytree(run, target)
+    (target / "summary.json").unlink()
+    return target
+
+
+def test_a_finished_run_is_not_overwritten_without_overwrite(finished, tmp_path, capsys):
+    before = (finished / "summary.json").read_text()
+    assert main(["simulate", str(DEFAULT), "--out", str(finished), *QUICK]) == 2
+    assert "holds a finished run" in capsys.readouterr().err
+    assert (finished / "summary.json").read_text() == before
+    target = tmp_path / "again"
+    shutil.copytree(finished, target)
+    assert main(["simulate", str(DEFAULT), "--out", str(target), "--overwrite", *QUICK]) == 0
+
+
+def damage_truncate(run: Path) -> None:
+    data = (run / "checkpoint.npz").read_bytes()
+    (run / "checkpoint.npz").write_bytes(data[: len(data) // 2])
+
+
+def damage_empty(run: Path) -> None:
+    (run / "checkpoint.npz").write_bytes(b"")
+
+
+def damage_foreign(run: Path) -> None:
+    np.savez(run / "checkpoint.npz", weights=np.zeros(3))
+
+
+def damage_no_devices(run: Path) -> None:
+    shutil.rmtree(run / "devices")
+
+
+def damage_nan_table(run: Path) -> None:
+    with np.load(run / "checkpoint.npz") as stored:
+        arrays = {k: stored[k] for k in stored.files}
+    arrays["state.shared.items.weight"][:] = np.nan
+    np.savez(run / "checkpoint.npz", **arrays)
+
+
+RESUMES = [
+    (damage_truncate, [], "not a readable fedrec checkpoint"),
+    (damage_empty, [], "not a readable fedrec checkpoint"),
+    (damage_foreign, [], "not a readable fedrec checkpoint"),
+    (damage_no_devices, [], "devices not found"),
+    (damage_nan_table, ["--set", "run.rounds=3"], "holds non-finite values"),
+    (None, [], "nothing to resume: 2 of 2 rounds done"),
+    (None, ["--set", "run.rounds=3", "--set", "run.seed=99"], "run.seed = 99 (checkpoint: 0) contradicts"),
+    (None, ["--set", "run.rounds=3", "--set", "run.max_dim=16"], "run.max_dim = 16 (checkpoint: 32)"),
+    (None, ["--set", "run.rounds=3", "--set", "devices.low.budget_bytes=9000"], "devices.low = "),
+]
+
+
+@pytest.mark.parametrize("damage,extra,message", RESUMES,
+                         ids=[m.split(":")[0][:30] + (f"-{e[-1]}" if e else "") for _, e, m in RESUMES])
+def test_resume_refuses_what_it_cannot_continue(damage, extra, message, finished, tmp_path, capsys):
+    run = copy_of(finished, tmp_path)
+    if damage:
+        damage(run)
+    before = sorted(p.name for p in run.iterdir())
+    line = refused(capsys, ["simulate", "--resume", str(run), "--engine", "inprocess", *extra], run)
+    assert message in line
+    assert sorted(p.name for p in run.iterdir()) == before
+
+
+def test_resume_goes_on_when_only_the_length_changes(finished, tmp_path, capsys):
+    run = copy_of(finished, tmp_path)
+    assert main(["simulate", "--resume", str(run), "--engine", "inprocess", "--set", "run.rounds=3"]) == 0
+    assert json.loads((run / "summary.json").read_text())["rounds"] == 3
+
+
+def test_a_damaged_device_state_file_names_the_device_and_round(finished, tmp_path, capsys):
+    run = copy_of(finished, tmp_path)
+    for state in (run / "devices").glob("user-*.npz"):
+        state.write_bytes(b"garbage")
+    line = refused(capsys, ["simulate", "--resume", str(run), "--engine", "inprocess", "--set", "run.rounds=3"], run)
+    assert "device of user" in line and "its state as of round 2" in line and "/devices/user-" in line
+
+
+@given(st.dictionaries(st.sampled_from(sorted(RUN_RULES)),
+                       st.one_of(st.integers(-5, 10**6), st.floats(allow_nan=True, allow_infinity=True),
+                                 st.text(max_size=6), st.booleans()), max_size=4))
+def test_any_run_values_give_a_valid_scenario_or_a_config_error(values):
+    try:
+        scenario = scenario_file.load(DEFAULT, {f"run.{k}": json.dumps(v) if isinstance(v, str) else
+                                                str(v).lower() if isinstance(v, bool) else repr(v)
+                                                for k, v in values.items()})
+    except ConfigError as err:
+        assert "\n" not in str(err)
+        return
+    for key, rule in RUN_RULES.items():
+        assert rule.admits(getattr(scenario.run, key)), key
