@@ -5,16 +5,23 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
 from fedrec.cli import main
+from fedrec.data.registry import load_dataset
+from fedrec.device import DeviceRun
 from fedrec.errors import ConfigError
 from fedrec.experiment import scenario as scenario_file
+from fedrec.federation.coordinator import Coordinator
+from fedrec.federation.inprocess import InProcessTransport
+from fedrec.federation.messages import EvalReply, TrainReply
 from fedrec.federation.settings import RUN_RULES
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = ROOT / "simulations" / "default.toml"
+ITEMS = "items.weight"
 QUICK = ["--set", "run.rounds=2", "--set", "run.eval_every=2", "--set", "run.clients_per_round=10",
          "--engine", "inprocess"]
 
@@ -249,3 +256,43 @@ def test_any_run_values_give_a_valid_scenario_or_a_config_error(values):
         return
     for key, rule in RUN_RULES.items():
         assert rule.admits(getattr(scenario.run, key)), key
+
+
+class Overclaiming(InProcessTransport):
+    """One reply per round claims too much: a huge delta, an unbounded example count, another user's identity;
+    every evaluation round, one reply with an impossible metric sum and one naming a tier that does not exist."""
+
+    def train(self, round_, tasks):
+        replies = super().train(round_, tasks)
+        reply = next(r for r in replies if isinstance(r, TrainReply))
+        if round_ == 1:
+            reply.deltas[ITEMS] = reply.deltas[ITEMS].copy()
+            reply.deltas[ITEMS].flat[0] = 1e37
+        elif round_ == 2:
+            reply.n_examples = 10**15
+        else:
+            reply.user += 1
+        return replies
+
+    def evaluate(self, round_, tasks):
+        replies = super().evaluate(round_, tasks)
+        with_sums = [r for r in replies if isinstance(r, EvalReply) and r.sums]
+        with_sums[0].sums = with_sums[0].sums | {"recall@20": 10000.0}
+        with_sums[1].tier = 99
+        return replies
+
+
+def test_replies_that_claim_too_much_are_dropped_and_logged():
+    split = load_dataset("synthetic")
+    scenario = scenario_file.load(DEFAULT, {"run.rounds": "3", "run.eval_every": "3", "run.clients_per_round": "20"})
+    coordinator = Coordinator(split, scenario.run, scenario.devices, scenario.model_config(), log=lambda m: None)
+    coordinator.run_rounds(Overclaiming(split, DeviceRun(scenario.run, scenario.model_config()), None))
+    reasons = [d["reason"] for d in coordinator.history.dropped if not d["reason"].startswith("client failed")]
+    assert "exceeds" in reasons[0] and "n_examples must be a whole number" in reasons[1]
+    assert "reply names user" in reasons[2]
+    evaluation = [r for r in reasons if r.startswith("evaluation:")]
+    assert any("recall@20 sum 10000.0 outside" in r for r in evaluation)
+    assert any("tier 99" in r for r in evaluation)
+    assert torch.isfinite(coordinator.method.shared[ITEMS]).all()
+    evaluated = [row for row in coordinator.history.rows if row["tier"] != "all"]
+    assert evaluated and all(0 <= row["recall@20"] <= 1 for row in evaluated)

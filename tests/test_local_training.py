@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -69,6 +70,11 @@ def test_same_rng_same_update():
     assert np.array_equal(a.user, b.user)
 
 
-def test_negatives_avoid_positives():
-    negatives = sample_negatives(np.array([0, 1, 2]), 4, 500, np.random.default_rng(0))
-    assert set(negatives.tolist()) == {3}
+def test_negatives_come_from_outside_the_positives_even_when_they_are_most_items():
+    rng = np.random.default_rng(0)
+    for positives in (np.array([1, 5]), np.arange(1, 10), np.r_[np.arange(9), 9, 9]):
+        negatives = sample_negatives(positives, 11, 500, rng)
+        assert len(negatives) == 500 and not np.isin(negatives, positives).any()
+    assert set(sample_negatives(np.array([0, 1, 2]), 4, 500, rng).tolist()) == {3}
+    with pytest.raises(ValueError, match="all 10 items"):
+        sample_negatives(np.arange(10), 10, 5, rng)  # a user of every item: no negative (instead of a hang)
