@@ -296,3 +296,32 @@ def test_replies_that_claim_too_much_are_dropped_and_logged():
     assert torch.isfinite(coordinator.method.shared[ITEMS]).all()
     evaluated = [row for row in coordinator.history.rows if row["tier"] != "all"]
     assert evaluated and all(0 <= row["recall@20"] <= 1 for row in evaluated)
+
+
+def test_a_node_cannot_answer_for_users_of_another_node(monkeypatch):
+    from types import SimpleNamespace
+
+    from fedrec.experiment import wire
+    from fedrec.federation.messages import TrainTask
+    from server.transport import FlowerTransport
+
+    def reply(user):
+        return TrainReply(user, 0, {ITEMS: np.zeros((2, 2), np.float32)}, {}, 1, 0.0, 0.0)
+
+    class Grid:
+        """Node 10 (users 0, 1) also answers for user 2; node 11 (users 2, 3) answers for 3 only."""
+
+        def send_and_receive(self, messages, timeout):
+            answers = {10: [reply(0), reply(1), reply(2)], 11: [reply(3)]}
+            return [SimpleNamespace(metadata=SimpleNamespace(src_node_id=m.metadata.dst_node_id),
+                                    has_error=lambda: False,
+                                    content=wire.pack_train_replies(answers[m.metadata.dst_node_id], failed=[]))
+                    for m in messages]
+
+    monkeypatch.setattr("server.transport.Message", lambda content, dst_node_id, message_type: SimpleNamespace(
+        metadata=SimpleNamespace(dst_node_id=dst_node_id), content=content))  # outside a Flower run
+    transport = FlowerTransport(Grid(), "{}", {0: 10, 1: 11}, clients_per_node=2, timeout=5.0)
+    tasks = [TrainTask(u, 0, {ITEMS: np.zeros((2, 2), np.float32)}) for u in range(4)]
+    got = transport.train(1, tasks)
+    assert [isinstance(r, TrainReply) for r in got] == [True, True, False, True]
+    assert "missing from its node's reply" in str(got[2])
