@@ -18,7 +18,7 @@ from fedrec.data.dataset import Split
 from fedrec.device import DeviceData, DeviceRun, DeviceStates, handle_evaluate, handle_help, handle_train
 from fedrec.experiment import scenario as scenario_file
 from fedrec.experiment import wire
-from fedrec.federation.messages import SimulatedFailure
+from fedrec.federation.messages import DeviceFailure
 
 app = ClientApp()
 STATE_KEY, ROUNDS_KEY = "users", "user-rounds"
@@ -71,7 +71,7 @@ def train(msg: Message, context: Context) -> Message:
     for task in tasks:
         try:
             replies.append(handle_train(device, task, DeviceData.from_split(split, task.user), states, round_))
-        except SimulatedFailure:
+        except DeviceFailure:  # a simulated failure, or data this device cannot train on
             failed.append(task.user)
     _save_states(context, states)
     return Message(wire.pack_train_replies(replies, failed), reply_to=msg)

@@ -79,7 +79,7 @@ class FlowerTransport:
     def train(self, round_: int, tasks: Sequence[TrainTask]) -> list[TrainReply | Exception]:
         def parse(content: RecordDict) -> dict[int, Any]:
             replies, failed = wire.unpack_train_replies(content)
-            return {r.user: r for r in replies} | {u: NoReply("simulated device failure") for u in failed}
+            return {r.user: r for r in replies} | {u: NoReply("the device failed this round") for u in failed}
 
         return self._deliver(round_, tasks, wire.pack_train, MessageType.TRAIN, parse)
 

@@ -325,3 +325,19 @@ def test_a_node_cannot_answer_for_users_of_another_node(monkeypatch):
     got = transport.train(1, tasks)
     assert [isinstance(r, TrainReply) for r in got] == [True, True, False, True]
     assert "missing from its node's reply" in str(got[2])
+
+
+def test_a_user_of_every_item_is_dropped_not_a_hang(tmp_path):
+    import pandas as pd
+
+    from fedrec.experiment.runner import simulate
+
+    every = [(0, i, i) for i in range(10)] + [(0, 0, 20), (0, 1, 21)]  # trains on all 10 items
+    others = [(u, (u + 3 * t) % 10, t) for u in range(1, 12) for t in range(5)]
+    data = ratings(tmp_path, every + others)
+    scenario = scenario_file.load(DEFAULT, {"run.dataset": json.dumps(str(data)), "run.rounds": "3",
+                                            "run.eval_every": "3", "run.clients_per_round": "12"})
+    summary = simulate(scenario, tmp_path / "run", engine="inprocess", log=lambda m: None)
+    dropped = pd.read_parquet(tmp_path / "run" / "dropped.parquet")
+    assert any("user 0 has 10 of 10 items" in r for r in dropped.loc[dropped["client"] == 0, "reason"])
+    assert summary["rounds"] == 3

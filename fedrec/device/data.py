@@ -11,6 +11,7 @@ import numpy as np
 
 from fedrec.data.dataset import EvalSet, Split
 from fedrec.errors import DatasetError
+from fedrec.federation.messages import DeviceFailure
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,14 @@ class DeviceData:
     def positives(self) -> np.ndarray:
         """Every training interaction's item, in order."""
         return np.concatenate(self.train) if self.train else np.empty(0, dtype=np.int64)
+
+    def contrastive_positives(self) -> np.ndarray:
+        """The positives of a pairwise loss (BPR): refused (DeviceFailure) when there is none or no item outside."""
+        positives = self.positives().astype(np.int64)
+        if not len(positives) or len(np.unique(positives)) >= self.n_items:
+            raise DeviceFailure(f"user {self.user} has {len(np.unique(positives))} of {self.n_items} items: no "
+                                f"positive and negative to contrast")
+        return positives
 
     def save(self, path: Path) -> None:
         """The device's data file (what a real device keeps locally)."""

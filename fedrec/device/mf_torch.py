@@ -45,7 +45,7 @@ class MFProgram:
         items = device_items(task)
         before = {k: t.detach().clone() for k, t in items.shared_tensors().items()}
         rng = np.random.default_rng([run.seed, round_, task.user])
-        pos = data.positives().astype(np.int64)
+        pos = data.contrastive_positives()
         negatives = sample_negatives(pos, items.n_items, run.local_epochs * len(pos), rng)
         user = torch.from_numpy(user_vector(states, task, round_ - 1).copy()).requires_grad_()
         optimizer = torch.optim.SGD([user, *items.shared_tensors().values()], lr=run.lr)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from fedrec.data.dataset import Split
 from fedrec.device import DeviceData, DeviceRun, DeviceStates, handle_evaluate, handle_help, handle_train
-from fedrec.federation.messages import EvalReply, EvalTask, HelpRequest, SimulatedFailure, TrainReply, TrainTask
+from fedrec.federation.messages import DeviceFailure, EvalReply, EvalTask, HelpRequest, TrainReply, TrainTask
 
 
 class InProcessTransport:
@@ -25,7 +25,7 @@ class InProcessTransport:
         for task in tasks:
             try:
                 replies.append(handle_train(self.device, task, self.data(task.user), self.states, round_))
-            except SimulatedFailure as failure:
+            except DeviceFailure as failure:
                 replies.append(failure)
         return replies
 

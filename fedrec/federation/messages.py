@@ -64,5 +64,10 @@ class HelpRequest:
     ids: np.ndarray              # int64, ascending
 
 
-class SimulatedFailure(RuntimeError):
+class DeviceFailure(RuntimeError):
+    """A device that cannot do its task this round (its own data cannot train the method); its reply is dropped,
+    as a real device's would be, and the round goes on."""
+
+
+class SimulatedFailure(DeviceFailure):
     """Raised by a device that fails this round (drawn from its profile's failure probability)."""
