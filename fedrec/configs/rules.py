@@ -19,7 +19,8 @@ MODEL_RULES: dict[str, Rule] = {
     "batch_size": count(), "lr": real(0), "l2": real(0), "init_std": positive(), "weight_decay": real(0),
     "lr_decay_epochs": count(0), "lr_decay": real(0, 1),  # lr = 0 or lr_decay = 0 freeze a model (a baseline)
     # item representations
-    "embedding": one_of("full", "codes", "tt", "stp_tt"), "codebooks": count(), "codewords": count(2),
+    "embedding": one_of("full", "codes", "tt", "stp_tt", "blend"),  # blend is refused saying how to set it
+    "codebooks": count(), "codewords": count(2),
     "tt_rank": count(), "stp_rank": count(2), "prefix_weight": real(0),
     # SASRec
     "max_len": count(), "layers": count(), "heads": count(), "inner": count(), "dropout": fraction(open_high=True),
