@@ -6,6 +6,7 @@ import torch
 
 from fedrec.data.dataset import EvalSet
 from fedrec.metrics import batch_metrics, evaluate
+from fedrec.ranking import metric_sums
 
 A = np.array
 
@@ -75,3 +76,12 @@ def test_full_ranking_agrees_with_a_direct_numpy_implementation():
         ndcg += (hits / np.log2(np.arange(2, 12))).sum() / (1 / np.log2(np.arange(2, 2 + min(len(t), 10)))).sum()
     assert got["recall@10"] == pytest.approx(recall, rel=1e-5)
     assert got["ndcg@10"] == pytest.approx(ndcg, rel=1e-5)
+
+
+def test_a_target_that_is_also_in_the_history_stays_rankable():
+    """A repeated interaction (the held-out item was seen before) is what the example asks for: not masked."""
+    scores = np.array([[0.9, 0.1, 0.5, 0.3]], dtype=np.float32)
+    repeat = metric_sums(scores.copy(), [np.array([0])], exclude=[np.array([0, 2])], ks=(1,))
+    assert repeat["hr@1"] == 1.0  # item 2 is excluded, item 0 (the target) ranks first
+    fresh = metric_sums(scores.copy(), [np.array([1])], exclude=[np.array([0, 2])], ks=(1, 2))
+    assert fresh["hr@1"] == 0.0 and fresh["hr@2"] == 1.0  # behind item 3 once items 0 and 2 are excluded
