@@ -5,6 +5,7 @@ A change of Flower's entry point is a change here only.
 """
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -25,8 +26,20 @@ def backend_config(request: RunRequest) -> dict[str, dict[str, Any]]:
     return {"client_resources": {"num_cpus": run.num_cpus_per_client, "num_gpus": 0.0}, "init_args": init_args}
 
 
+def _quiet_notices() -> None:
+    """Drop the notices a user of fedrec cannot act on: Flower's deprecation block for `run_simulation` (its
+    replacement, `flwr run`, is what README documents for SuperNodes; a simulation driven from Python has no other
+    entry point) and Ray's FutureWarning about accelerator variables (no accelerators are used)."""
+    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
+    logging.getLogger("flwr").addFilter(lambda record: "deprecated" not in record.getMessage().lower())
+
+
 def run_ray(request: RunRequest, split: Any, client: Any = None) -> None:
     """Simulate one Flower node per `clients_per_node` users (`client`: another ClientApp, for benchmarks)."""
-    n_nodes = -(-split.n_users // request.scenario.run.clients_per_node)
+    run = request.scenario.run
+    n_nodes = -(-split.n_users // run.clients_per_node)
+    _quiet_notices()
+    where = f"joining the Ray cluster at {run.ray_address}" if run.ray_address else "starting a local Ray cluster"
+    request.log(f"{where} for {n_nodes} Flower nodes ({run.clients_per_node} users each); start-up takes 15-30 s")
     run_simulation(server_app=server_app_for(request), client_app=client or client_app, num_supernodes=n_nodes,
                    backend_config=backend_config(request))
