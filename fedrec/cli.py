@@ -7,7 +7,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from fedrec.configs import key_values, model_names, parse_value, require_model, resolve
+from fedrec.configs import applied_sections, key_values, model_names, parse_value, require_model, resolve
 from fedrec.configs.rules import check_model_config
 from fedrec.errors import ConfigError, FedrecError
 from fedrec.ranking import HEADLINE as SUMMARY_KEYS
@@ -41,6 +41,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     check_model_config(args.model, config)
     print(f"{split.name}: {split.n_users} users, {split.n_items} items, {split.n_train} training interactions "
           f"({split.description}); loaded in {time.perf_counter() - started:.1f}s", file=sys.stderr)
+    print(f"config: {applied_sections(args.model, split.name, args.config, overrides)}", file=sys.stderr)
     result = fit(split, args.model, config, seed=args.seed, log=lambda m: print(m, file=sys.stderr))
     save_run(result, out)
     test = result.summary["metrics"]["test"]

@@ -88,3 +88,14 @@ def test_embedding_flag_trains_a_compressed_table_and_codes_need_a_teacher(tmp_p
                  "--embedding", "codes"]) == 2
     err = capsys.readouterr().err.strip().splitlines()  # the dataset line, then the one-line error
     assert err[-1].startswith("fedrec: error: ") and "--set teacher=RUN_DIR" in err[-1] and "Traceback" not in err
+
+
+def test_a_known_dataset_given_by_path_keeps_its_name_and_tuned_settings(tmp_path, capsys):
+    from fedrec.data.registry import load_dataset
+
+    folder = tmp_path / "movielens-100k"  # the known dataset's folder name, anywhere
+    folder.mkdir()
+    (folder / "u.data").write_text("".join(f"{u}\t{i}\t5\t{10 * u + i}\n" for u in range(1, 6) for i in range(1, 7)))
+    assert load_dataset(str(folder)).name == "ml-100k"
+    assert main(train_args(folder, tmp_path, "--epochs", "1")) == 0
+    assert "config: mf.toml < mf.toml [dataset.ml-100k] < command line (epochs)" in capsys.readouterr().err

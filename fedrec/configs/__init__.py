@@ -71,6 +71,18 @@ def _merge(model: str, config: Config, updates: dict[str, Any], source: str) -> 
     config.update(check(model_rules(model), updates, lambda key: source, valid=config))
 
 
+def applied_sections(model: str, dataset: str, config_file: Path | None = None, overrides: dict | None = None) -> str:
+    """Which config sources `resolve` layers for this run, in order (what a user should see before it trains)."""
+    sections = [f"{model}.toml"]
+    if dataset in _model_file(model).get("dataset", {}):
+        sections.append(f"{model}.toml [dataset.{dataset}]")
+    if config_file is not None:
+        sections.append(str(config_file))
+    if overrides:
+        sections.append("command line (" + ", ".join(sorted(overrides)) + ")")
+    return " < ".join(sections)
+
+
 def resolve(model: str, dataset: str, config_file: Path | None = None,
             overrides: dict[str, Any] | None = None) -> Config:
     """The effective configuration of `model` on `dataset`."""

@@ -131,7 +131,17 @@ def load_dataset(name_or_path: str, *, seed: int = 0, valid_fraction: float = 0.
         raise DatasetError(f"unknown dataset {name_or_path!r}: not a known name ({names}) and no such file or folder")
     loader, target = _detect(path)
     _check_options(str(path), loader, opts)
-    return loader(target, path.stem if path.is_file() else path.resolve().name, opts)
+    return loader(target, _name_of(path), opts)
+
+
+def _name_of(path: Path) -> str:
+    """A known dataset's name when `path` is its folder (so that its tuned config sections apply), else the
+    file's stem or the folder's name."""
+    if path.is_dir():
+        by_folder = {known.folder: name for name, known in KNOWN.items()}
+        if path.resolve().name in by_folder:
+            return by_folder[path.resolve().name]
+    return path.stem if path.is_file() else path.resolve().name
 
 
 def _known_folder(name: str, known: _Known) -> Path:
