@@ -56,8 +56,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from fedrec.experiment.runner import simulate
 
     overrides = key_values(args.set, "--set")
-    if args.ray_address:
-        overrides["run.ray_address"] = args.ray_address
+    for flag in ("ray_address", "seed", "rounds"):  # shortcuts for --set run.KEY=VALUE
+        if getattr(args, flag) is not None:
+            overrides[f"run.{flag}"] = str(getattr(args, flag))
     if args.resume:
         out = Path(args.resume)
         scenario = scenario_file.load(out / "config.toml", overrides)
@@ -69,6 +70,19 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     summary = simulate(scenario, out, engine=args.engine, resume=bool(args.resume), overwrite=args.overwrite)
     print(report(summary, scenario), end="")
     print(f"run directory: {out}")
+    return 0
+
+
+def cmd_scenarios(args: argparse.Namespace) -> int:
+    """Each scenario file with its first comment line (what it simulates)."""
+    folder = args.folder or next((p for p in (Path("simulations"), Path(__file__).resolve().parents[1] / "simulations")
+                                  if p.is_dir()), None)
+    if folder is None or not Path(folder).is_dir():
+        raise ConfigError(f"no scenario folder {folder or 'simulations/'}; give one: fedrec scenarios FOLDER")
+    for path in sorted(Path(folder).glob("*.toml")):
+        first = next((line.lstrip("# ").strip() for line in path.read_text(errors="replace").splitlines()
+                      if line.startswith("#")), "")
+        print(f"{str(path):<36} {first}")
     return 0
 
 
@@ -116,9 +130,15 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                           help="override a scenario key, e.g. run.rounds=5")
     simulate.add_argument("--ray-address", help="join an existing Ray cluster at HOST:PORT")
+    simulate.add_argument("--seed", help="the run's seed (--set run.seed=N)")
+    simulate.add_argument("--rounds", help="rounds to run (--set run.rounds=N)")
     simulate.add_argument("--engine", choices=("ray", "inprocess"), default="ray",
                           help="ray: Flower's simulation engine (default); inprocess: direct calls, no Ray")
     simulate.set_defaults(run=cmd_simulate)
+
+    scenarios = sub.add_parser("scenarios", help="list the scenario files with what each simulates")
+    scenarios.add_argument("folder", type=Path, nargs="?", help="a folder of scenario files (default simulations/)")
+    scenarios.set_defaults(run=cmd_scenarios)
 
     datasets = sub.add_parser("datasets", help="list built-in and known datasets with their statistics")
     datasets.add_argument("--no-stats", dest="stats", action="store_false", help="list without loading")

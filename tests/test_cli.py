@@ -99,3 +99,18 @@ def test_a_known_dataset_given_by_path_keeps_its_name_and_tuned_settings(tmp_pat
     assert load_dataset(str(folder)).name == "ml-100k"
     assert main(train_args(folder, tmp_path, "--epochs", "1")) == 0
     assert "config: mf.toml < mf.toml [dataset.ml-100k] < command line (epochs)" in capsys.readouterr().err
+
+
+def test_scenarios_lists_every_scenario_file_with_its_purpose(capsys):
+    assert main(["scenarios"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 4 and any("default.toml" in line and "synthetic" in line for line in lines)
+
+
+def test_simulate_shortcuts_set_the_run_seed_and_rounds(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["simulate", "simulations/default.toml", "--out", str(out), "--engine", "inprocess", "--seed", "3",
+                 "--rounds", "2", "--set", "run.eval_every=2", "--set", "run.clients_per_round=10"]) == 0
+    config = (out / "config.toml").read_text()
+    assert "seed = 3" in config and "rounds = 2" in config
+    assert "valid recall@20" in capsys.readouterr().err  # the round line shows the latest evaluation

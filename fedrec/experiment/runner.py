@@ -21,6 +21,7 @@ from fedrec.errors import ConfigError, FedrecError
 from fedrec.experiment import rundir
 from fedrec.experiment import scenario as scenario_file
 from fedrec.experiment.scenario import Scenario
+from fedrec.ranking import HEADLINE
 from fedrec.results import prepare_output
 
 
@@ -42,14 +43,18 @@ class RunRequest:
 
     def progress(self) -> Callable[[int, dict], None]:
         """A one-line report per round (clients aggregated and dropped, loss, ETA), started now."""
-        started, rounds, first = time.perf_counter(), self.scenario.run.rounds, 0
+        started, rounds, first, latest = time.perf_counter(), self.scenario.run.rounds, 0, ""
+        metric = f"valid_{HEADLINE[0]}"
 
         def show(round_: int, row: dict) -> None:
-            nonlocal first
+            nonlocal first, latest
             first = first or round_  # a resumed run starts later than round 1: the rate is over rounds run here
             eta = (time.perf_counter() - started) / (round_ - first + 1) * (rounds - round_)
+            if metric in row:
+                latest = f", {metric.replace('_', ' ')} {row[metric]:.4f} (round {round_})"
             self.log(f"round {round_}/{rounds}: {row['aggregated']}/{row['sampled']} clients aggregated, "
-                     f"{row['dropped']} dropped, loss {row['loss']:.4f}, {row['wall_seconds']:.1f}s, ETA {eta:.0f}s")
+                     f"{row['dropped']} dropped, loss {row['loss']:.4f}{latest}, {row['wall_seconds']:.1f}s, "
+                     f"ETA {eta:.0f}s")
         return show
 
     def device(self) -> Any:

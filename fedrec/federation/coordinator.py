@@ -174,6 +174,9 @@ class Coordinator:
             row = {"round": round_, **stats}
             if round_ % self.run.eval_every == 0 or round_ == self.run.rounds:
                 valid = self.evaluate(round_, transport, "valid")
+                examples = sum(m["examples"] for m in valid.values())
+                if examples:  # the overall validation figure the round line shows
+                    row[f"valid_{HEADLINE[0]}"] = sum(m[HEADLINE[0]] * m["examples"] for m in valid.values()) / examples
                 for tier, metrics in self.evaluate(round_, transport, "test").items():
                     selection = {f"valid_{k}": v for k, v in valid.get(tier, {}).items() if k in HEADLINE}
                     self.history.rows.append({"round": round_, "tier": tier, **metrics, **selection})
