@@ -114,3 +114,12 @@ def test_simulate_shortcuts_set_the_run_seed_and_rounds(tmp_path, capsys):
     config = (out / "config.toml").read_text()
     assert "seed = 3" in config and "rounds = 2" in config
     assert "valid recall@20" in capsys.readouterr().err  # the round line shows the latest evaluation
+
+
+def test_summary_records_versions_config_and_wall_time(tmp_path):
+    out = tmp_path / "run"
+    assert main(["simulate", "simulations/default.toml", "--out", str(out), "--engine", "inprocess", "--rounds", "1",
+                 "--set", "run.clients_per_round=5"]) == 0
+    run = json.loads((out / "summary.json").read_text())["run"]
+    assert set(run["versions"]) == {"fedrec", "flwr", "torch", "ray", "numpy"} and run["wall_seconds"] > 0
+    assert run["config"]["run"]["rounds"] == 1 and "low" in run["config"]["devices"]

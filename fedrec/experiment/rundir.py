@@ -66,9 +66,26 @@ def start(out: Path, scenario: Scenario, resume: bool) -> None:
     atomic_write(out / "config.toml", lambda tmp: tmp.write_text(to_toml(scenario)))
 
 
+def provenance(scenario: Scenario, rows: list[dict]) -> dict[str, Any]:
+    """What produced a run: package versions, the resolved scenario and the wall seconds of its rounds."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def installed(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
+
+    return {"versions": {name: installed(name) for name in ("fedrec", "flwr", "torch", "ray", "numpy")},
+            "config": scenario.to_dict(),
+            "wall_seconds": float(sum(r.get("wall_seconds", 0.0) for r in rows if r.get("tier") == "all"))}
+
+
 def write(out: Path, coordinator: Coordinator, scenario: Scenario) -> dict[str, Any]:
-    """Results, report and plots, plus each tier's on-device item artifact in `items/<tier>.fedrec`."""
+    """Results, report and plots, plus each tier's on-device item artifact in `items/<tier>.fedrec`; the summary
+    ends with the run's provenance (`run`: versions, resolved config, wall seconds)."""
     summary = summarise(coordinator, coordinator.method.export_tiers(out / "items"))
+    summary["run"] = provenance(scenario, coordinator.history.rows)
     write_parquet(pd.DataFrame(coordinator.history.rows), out / "rounds.parquet")
     write_parquet(coordinator.ledger.frame(), out / "clients.parquet")
     write_parquet(pd.DataFrame(coordinator.history.dropped, columns=["round", "client", "reason"]),
