@@ -1,4 +1,5 @@
-# Each target creates .venv and installs fedrec on first use (torch 2.13.0 CPU first, so no CUDA build is pulled).
+# Each target creates .venv and installs fedrec on first use: torch 2.13.0 first, the CPU build from PyTorch's CPU
+# index when it answers (scripts/torch_args.py), so no CUDA build is pulled; FEDREC_TORCH_INDEX=URL opts in to another.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -9,7 +10,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet $$($(BIN)/python scripts/torch_args.py)
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
