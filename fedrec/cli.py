@@ -67,7 +67,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         scenario = scenario_file.load(args.scenario, overrides)
     else:
         raise ConfigError("simulate needs SCENARIO.toml --out DIR, or --resume DIR")
-    summary = simulate(scenario, out, engine=args.engine, resume=bool(args.resume), overwrite=args.overwrite)
+    try:
+        summary = simulate(scenario, out, engine=args.engine, resume=bool(args.resume), overwrite=args.overwrite)
+    except KeyboardInterrupt:
+        print(f"fedrec: interrupted; the last finished round is checkpointed: `fedrec simulate --resume {out}` "
+              f"goes on from it", file=sys.stderr)
+        return 130
     print(report(summary, scenario), end="")
     print(f"run directory: {out}")
     return 0

@@ -21,9 +21,9 @@ def serve(grid: Grid, request: RunRequest) -> None:
     split = scenario.load_split()
     coordinator = request.coordinator(split)
     per_node = scenario.run.clients_per_node
-    nodes = discover_nodes(grid, expected=-(-split.n_users // per_node), timeout=scenario.run.round_timeout)
+    nodes = discover_nodes(grid, -(-split.n_users // per_node), scenario.run.round_timeout, request.stop)
     run_json = json.dumps(scenario.to_dict() | {"device_dir": str(request.device_dir.resolve())})
-    transport = FlowerTransport(grid, run_json, nodes, per_node, scenario.run.round_timeout)
+    transport = FlowerTransport(grid, run_json, nodes, per_node, scenario.run.round_timeout, request.stop)
     coordinator.run_rounds(transport, progress=request.progress(), checkpoint=request.checkpoint)
     rundir.write(request.out, coordinator, scenario)
 

@@ -41,5 +41,17 @@ def run_ray(request: RunRequest, split: Any, client: Any = None) -> None:
     _quiet_notices()
     where = f"joining the Ray cluster at {run.ray_address}" if run.ray_address else "starting a local Ray cluster"
     request.log(f"{where} for {n_nodes} Flower nodes ({run.clients_per_node} users each); start-up takes 15-30 s")
-    run_simulation(server_app=server_app_for(request), client_app=client or client_app, num_supernodes=n_nodes,
-                   backend_config=backend_config(request))
+    try:
+        run_simulation(server_app=server_app_for(request), client_app=client or client_app, num_supernodes=n_nodes,
+                       backend_config=backend_config(request))
+    except KeyboardInterrupt:
+        request.stop.set()  # the ServerApp thread stops waiting, checkpoints nothing more and ends
+        _shut_down_ray()
+        raise
+
+
+def _shut_down_ray() -> None:
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()

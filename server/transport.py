@@ -6,6 +6,7 @@ requests are QUERY messages too.
 """
 from __future__ import annotations
 
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -17,16 +18,41 @@ from flwr.serverapp import Grid
 from fedrec.experiment import wire
 from fedrec.federation.messages import EvalReply, EvalTask, HelpRequest, TrainReply, TrainTask
 
+POLL_SECONDS = 0.05
+
 
 class NoReply(RuntimeError):
     """A task whose node did not answer in time or answered with an error."""
 
 
-def discover_nodes(grid: Grid, expected: int, timeout: float) -> dict[int, int]:
+class Stopped(RuntimeError):
+    """The run was asked to stop (Ctrl-C in the driver): raised while waiting, before anything is aggregated or
+    checkpointed. An Exception, not a KeyboardInterrupt, so that Flower's ServerApp thread ends quietly."""
+
+
+def exchange(grid: Grid, messages: list[Message], timeout: float, stop: threading.Event) -> list[Message]:
+    """Push `messages` and pull their replies until all have come, `timeout` passes, or `stop` is set (then
+    Stopped). Flower's `send_and_receive` cannot be interrupted, so a Ctrl-C would wait out the timeout."""
+    waiting = set(grid.push_messages(messages))
+    deadline, replies = time.monotonic() + timeout, []
+    while waiting and time.monotonic() < deadline:
+        if stop.is_set():
+            raise Stopped("stopped while waiting for replies")
+        pulled = list(grid.pull_messages(waiting))
+        replies += pulled
+        waiting -= {m.metadata.reply_to_message_id for m in pulled}
+        if waiting:
+            time.sleep(POLL_SECONDS)
+    return replies
+
+
+def discover_nodes(grid: Grid, expected: int, timeout: float, stop: threading.Event) -> dict[int, int]:
     """partition-id -> node id for every node (waits until `expected` nodes have registered)."""
     deadline = time.monotonic() + timeout
     node_ids = list(grid.get_node_ids())
     while len(node_ids) < expected:
+        if stop.is_set():
+            raise Stopped("stopped while the nodes started")
         if time.monotonic() > deadline:
             raise RuntimeError(f"only {len(node_ids)} of {expected} simulated nodes registered within {timeout:.0f}s")
         time.sleep(0.1)
@@ -34,7 +60,7 @@ def discover_nodes(grid: Grid, expected: int, timeout: float) -> dict[int, int]:
     messages = [Message(RecordDict({"partition": ConfigRecord({"ask": "partition"})}), dst_node_id=n,
                         message_type=MessageType.QUERY) for n in node_ids]
     partitions = {}
-    for reply in grid.send_and_receive(messages, timeout=max(deadline - time.monotonic(), 1.0)):
+    for reply in exchange(grid, messages, max(deadline - time.monotonic(), 1.0), stop):
         if not reply.has_error():
             partitions[int(reply.content["node"]["partition"])] = reply.metadata.src_node_id
     if len(partitions) < expected:
@@ -45,9 +71,11 @@ def discover_nodes(grid: Grid, expected: int, timeout: float) -> dict[int, int]:
 class FlowerTransport:
     """Delivers tasks to the nodes that simulate their users; `clients_per_node` users share a node."""
 
-    def __init__(self, grid: Grid, run_json: str, nodes: dict[int, int], clients_per_node: int, timeout: float):
+    def __init__(self, grid: Grid, run_json: str, nodes: dict[int, int], clients_per_node: int, timeout: float,
+                 stop: threading.Event | None = None):
         self.grid, self.run_json, self.nodes = grid, run_json, nodes
         self.per_node, self.timeout = clients_per_node, timeout
+        self.stop = stop or threading.Event()
 
     def _by_node(self, tasks: Sequence, users: Sequence[int]) -> dict[int, list[tuple[int, Any]]]:
         groups: dict[int, list[tuple[int, Any]]] = defaultdict(list)
@@ -62,7 +90,7 @@ class FlowerTransport:
         groups = self._by_node(tasks, users)
         messages = [Message(pack([t for _, t in group], self.run_json, round_), dst_node_id=node,
                             message_type=message_type) for node, group in groups.items()]
-        answers = {m.metadata.src_node_id: m for m in self.grid.send_and_receive(messages, timeout=self.timeout)}
+        answers = {m.metadata.src_node_id: m for m in exchange(self.grid, messages, self.timeout, self.stop)}
         by_user: dict[int, Any] = {}
         for node, group in groups.items():
             reply = answers.get(node)

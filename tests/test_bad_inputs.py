@@ -311,12 +311,15 @@ def test_a_node_cannot_answer_for_users_of_another_node(monkeypatch):
     class Grid:
         """Node 10 (users 0, 1) also answers for user 2; node 11 (users 2, 3) answers for 3 only."""
 
-        def send_and_receive(self, messages, timeout):
+        def push_messages(self, messages):
+            self.sent = {f"m{m.metadata.dst_node_id}": m.metadata.dst_node_id for m in messages}
+            return list(self.sent)
+
+        def pull_messages(self, ids):
             answers = {10: [reply(0), reply(1), reply(2)], 11: [reply(3)]}
-            return [SimpleNamespace(metadata=SimpleNamespace(src_node_id=m.metadata.dst_node_id),
+            return [SimpleNamespace(metadata=SimpleNamespace(src_node_id=self.sent[i], reply_to_message_id=i),
                                     has_error=lambda: False,
-                                    content=wire.pack_train_replies(answers[m.metadata.dst_node_id], failed=[]))
-                    for m in messages]
+                                    content=wire.pack_train_replies(answers[self.sent[i]], failed=[])) for i in ids]
 
     monkeypatch.setattr("server.transport.Message", lambda content, dst_node_id, message_type: SimpleNamespace(
         metadata=SimpleNamespace(dst_node_id=dst_node_id), content=content))  # outside a Flower run

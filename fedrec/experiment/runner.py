@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ class RunRequest:
     out: Path
     log: Callable[[str], None]
     resume: bool = False
+    stop: threading.Event = field(default_factory=threading.Event)  # set on Ctrl-C: the server stops waiting
 
     @property
     def device_dir(self) -> Path:
