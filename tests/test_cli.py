@@ -113,6 +113,7 @@ def test_simulate_shortcuts_set_the_run_seed_and_rounds(tmp_path, capsys):
                  "--rounds", "2", "--set", "run.eval_every=2", "--set", "run.clients_per_round=10"]) == 0
     config = (out / "config.toml").read_text()
     assert "seed = 3" in config and "rounds = 2" in config
+    assert (out / "run.log").read_text().splitlines()[-1].startswith("round 2/2: ")  # the run's own log
     assert "valid recall@20" in capsys.readouterr().err  # the round line shows the latest evaluation
 
 

@@ -58,7 +58,7 @@ def start(out: Path, scenario: Scenario, resume: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
     if resume:
         return
-    for stale in ("summary.json", "checkpoint.npz"):
+    for stale in ("summary.json", "checkpoint.npz", "run.log"):
         (out / stale).unlink(missing_ok=True)
     for folder in ("devices", "items"):
         shutil.rmtree(out / folder, ignore_errors=True)

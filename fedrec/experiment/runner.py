@@ -87,6 +87,16 @@ def stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def logged_to(path: Path, log: Callable[[str], None]) -> Callable[[str], None]:
+    """`log`, and each message appended to the run's own log file (what a user reads after the terminal is gone)."""
+    def both(message: str) -> None:
+        log(message)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a") as file:
+            file.write(message + "\n")
+    return both
+
+
 def request_from_run_config(config: dict[str, Any]) -> RunRequest:
     """The run `flwr run` names in its run config (keys scenario, out and set)."""
     if "scenario" not in config:
@@ -121,7 +131,7 @@ def simulate(scenario: Scenario, out: Path, engine: str = "ray", log: Callable[[
         prepare_output(out, overwrite)
     split = scenario.load_split()
     require_federation(split, scenario.run.model)
-    request = RunRequest(scenario, out, log, resume)
+    request = RunRequest(scenario, out, logged_to(out / "run.log", log), resume)
     if engine == "inprocess":
         from fedrec.federation.inprocess import InProcessTransport
 
