@@ -78,6 +78,11 @@ def test_tiers_hold_their_budget_and_learn(synthetic, tmp_path):
         assert_artifact_holds(tmp_path / "items" / f"{name}.fedrec", tier["bytes_on_device"])
         assert tier["bytes_down"] > 0 and tier["bytes_up"] > 0
     assert summary["overall"]["recall@20"] > 0.12  # random ranking gives about 0.04 on 460 items
+    for t in [*summary["tiers"].values(), summary["overall"]]:  # users counted, a bootstrap interval around each
+        low, high = t["recall@20_interval"]
+        assert t["users"] > 0 and low <= t["recall@20"] <= high and high - low < 0.5
+    assert sum(t["users"] for t in summary["tiers"].values()) == summary["overall"]["users"] == 200
+    assert "Test split, round 20" in (tmp_path / "report.md").read_text()
     assert {"config.toml", "rounds.parquet", "clients.parquet", "summary.json", "report.md"} <= {
         p.name for p in tmp_path.iterdir()}
     assert scenario_file.load(tmp_path / "config.toml").run.rounds == 20

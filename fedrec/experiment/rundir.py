@@ -5,6 +5,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from fedrec.experiment import plots
@@ -31,25 +32,52 @@ def summarise(coordinator: Coordinator, on_device: dict[str, int]) -> dict[str, 
             "evaluated": int(metrics["examples"]) if "examples" in metrics else 0,
             "bytes_down": traffic.get(tier.name, {}).get("bytes_down", 0),
             "bytes_up": traffic.get(tier.name, {}).get("bytes_up", 0)}
+    for tier in coordinator.method.tiers:
+        tiers[tier.name] |= user_interval(coordinator.last_test, tier.index, coordinator.run.seed)
     total = sum(t["evaluated"] for t in tiers.values()) or 1
     overall = {k: sum(t.get(k, 0.0) * t["evaluated"] for t in tiers.values()) / total for k in SHOWN}
     overall |= {"bytes_down": sum(t["bytes_down"] for t in tiers.values()),
                 "bytes_up": sum(t["bytes_up"] for t in tiers.values()),
                 "dropped_replies": len(coordinator.history.dropped),
                 "simulated_seconds": float(rounds.loc[rounds["tier"] == "all", "simulated_seconds"].sum())}
-    return {"tiers": tiers, "overall": overall, "rounds": coordinator.rounds_done}
+    overall |= user_interval(coordinator.last_test, None, coordinator.run.seed)
+    return {"tiers": tiers, "overall": overall, "rounds": coordinator.rounds_done,
+            "evaluated_round": int(evaluated["round"].max()) if len(evaluated) else 0}
+
+
+def user_interval(per_user: dict[int, tuple[int, dict[str, float]]], tier: int | None, seed: int,
+                  resamples: int = 1000) -> dict[str, Any]:
+    """Users evaluated and a 95% bootstrap interval of the headline metric over them (users resampled with
+    replacement; each user's metric is its mean over its examples, weighted by examples as the tier's figure is)."""
+    rows = [sums for t, sums in per_user.values() if tier is None or t == tier]
+    if not rows:
+        return {"users": 0}
+    sums, examples = np.array([s[SHOWN[0]] for s in rows]), np.array([s["examples"] for s in rows])
+    rng = np.random.default_rng(seed)
+    means = []
+    for _ in range(resamples):  # one resample at a time: memory stays one users-long array
+        pick = rng.integers(0, len(rows), size=len(rows))
+        means.append(sums[pick].sum() / examples[pick].sum())
+    low, high = np.percentile(means, [2.5, 97.5])
+    return {"users": len(rows), f"{SHOWN[0]}_interval": [float(low), float(high)]}
 
 
 def report(summary: dict[str, Any], scenario: Scenario) -> str:
-    header = "| tier | width | bytes on device | budget | " + " | ".join(SHOWN) + " | MB down | MB up |"
+    interval = f"{SHOWN[0]} 95% interval"
+    header = ("| tier | width | bytes on device | budget | users | " + " | ".join(SHOWN) + f" | {interval} | MB down "
+              "| MB up |")
     lines = [f"# fedrec simulation: {scenario.run.dataset}, {scenario.run.model}/{scenario.run.method}, "
-             f"{summary['rounds']} rounds", "", header, "|---" * (len(SHOWN) + 6) + "|"]
+             f"{summary['rounds']} rounds", "",
+             f"Test split, round {summary.get('evaluated_round', summary['rounds'])} (the last evaluation), each user "
+             f"ranked on its own device; intervals: bootstrap over the tier's users.", "",
+             header, "|---" * (len(SHOWN) + 8) + "|"]
     ordered = {name: summary["tiers"][name] for name in scenario.devices.names if name in summary["tiers"]}
     for name, t in {**ordered, "overall": summary["overall"]}.items():
+        low, high = t.get(f"{SHOWN[0]}_interval", (float("nan"), float("nan")))
         lines.append(f"| {name} | {t.get('width', '')} | {t.get('bytes_on_device', '')} | "
-                     f"{t.get('budget_bytes', '')} | "
+                     f"{t.get('budget_bytes', '')} | {t.get('users', '')} | "
                      + " | ".join(f"{t.get(k, float('nan')):.4f}" for k in SHOWN)
-                     + f" | {t['bytes_down'] / 1e6:.2f} | {t['bytes_up'] / 1e6:.2f} |")
+                     + f" | {low:.4f}–{high:.4f} | {t['bytes_down'] / 1e6:.2f} | {t['bytes_up'] / 1e6:.2f} |")
     return "\n".join(lines) + "\n"
 
 

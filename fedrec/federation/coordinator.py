@@ -72,6 +72,7 @@ class Coordinator:
         self.history = RoundLog()
         self.log = log
         self.rounds_done = 0
+        self.last_test: dict[int, tuple[int, dict[str, float]]] = {}  # user -> (tier, metric sums), last test
 
     def sample(self, round_: int) -> np.ndarray:
         """Users taking part in `round_` (before availability/failures), reproducible from (seed, round)."""
@@ -129,6 +130,8 @@ class Coordinator:
         result = self.strategy.aggregate_evaluate(round_, tasks, transport.evaluate(round_, tasks))
         for task, reason in result.dropped:
             self.history.dropped.append({"round": round_, "client": task.user, "reason": reason})
+        if split_name == "test":
+            self.last_test = result.per_user  # for intervals over users in the summary
         return result.metrics
 
     def checkpoint(self, path: Path) -> None:

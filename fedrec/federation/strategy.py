@@ -35,6 +35,7 @@ class RoundResult:
 class EvalResult:
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # per tier name
     dropped: list[tuple[EvalTask, str]] = field(default_factory=list)
+    per_user: dict[int, tuple[int, dict[str, float]]] = field(default_factory=dict)  # user -> (tier, sums)
 
 
 # What a reply may claim. A device's example count weights its update, so it is bounded (no user of the datasets
@@ -139,6 +140,7 @@ class HeteroAvg(RoundStrategy):
                 result.dropped.append((task, f"evaluation: {err}"))
                 continue
             if reply.sums:
+                result.per_user[reply.user] = (reply.tier, reply.sums)
                 tier_sums = sums.setdefault(reply.tier, {})
                 for k, v in reply.sums.items():
                     tier_sums[k] = tier_sums.get(k, 0.0) + v
