@@ -91,6 +91,18 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fetch_data(args: argparse.Namespace) -> int:
+    from fedrec.data.fetch import SOURCES, fetch
+    from fedrec.data.registry import data_root
+
+    root = Path(args.to) if args.to else (data_root() or Path("..") / "shared" / "data")
+    folder = fetch(args.name, root)
+    print(f"{args.name}: checked and written to {folder} ({SOURCES[args.name][1]})")
+    if data_root() is None or folder.parent.resolve() != data_root():
+        print(f"use it with: export FEDREC_DATA={folder.parent.resolve()}")
+    return 0
+
+
 def cmd_datasets(args: argparse.Namespace) -> int:
     from fedrec.data.registry import known_datasets, load_dataset
 
@@ -144,6 +156,11 @@ def build_parser() -> argparse.ArgumentParser:
     scenarios = sub.add_parser("scenarios", help="list the scenario files with what each simulates")
     scenarios.add_argument("folder", type=Path, nargs="?", help="a folder of scenario files (default simulations/)")
     scenarios.set_defaults(run=cmd_scenarios)
+
+    fetch_data = sub.add_parser("fetch-data", help="download a known dataset from its public source, checked")
+    fetch_data.add_argument("name", help="ml-100k, gowalla, tmall or diginetica")
+    fetch_data.add_argument("--to", help="data root (default: $FEDREC_DATA, else ../shared/data)")
+    fetch_data.set_defaults(run=cmd_fetch_data)
 
     datasets = sub.add_parser("datasets", help="list built-in and known datasets with their statistics")
     datasets.add_argument("--no-stats", dest="stats", action="store_false", help="list without loading")
