@@ -301,10 +301,11 @@ def test_registry_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
         load_dataset("synthetic", min_rating=4)
     monkeypatch.setenv("FEDREC_DATA", str(tmp_path))
     with pytest.raises(DatasetError, match=f"dataset 'gowalla' not found; looked in {tmp_path}/gowalla-lightgcn; "
-                                           "set FEDREC_DATA"):
+                                           "run `fedrec fetch-data gowalla`, or set FEDREC_DATA"):
         load_dataset("gowalla")
     assert [(d.name, d.available) for d in known_datasets()] == [
         ("synthetic", True), ("ml-100k", False), ("gowalla", False), ("tmall", False), ("diginetica", False)]
+    assert known_datasets()[2].location == str(tmp_path / "gowalla-lightgcn")  # a real path, not a placeholder
     with pytest.raises(DatasetError, match="unrecognised dataset folder"):
         load_dataset(str(tmp_path))
 

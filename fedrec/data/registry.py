@@ -108,7 +108,7 @@ def known_datasets() -> list[DatasetInfo]:
     root = data_root()
     infos = [DatasetInfo(name, description, BUILT_IN, True) for name, (description, _) in BUILT_IN_DATASETS.items()]
     for name, known in KNOWN.items():
-        folder = (root or Path("<data root>")) / known.folder
+        folder = (root or _root_candidates()[0].resolve()) / known.folder
         infos.append(DatasetInfo(name, known.description, str(folder), root is not None and folder.is_dir()))
     return infos
 
@@ -147,9 +147,9 @@ def _name_of(path: Path) -> str:
 def _known_folder(name: str, known: _Known) -> Path:
     root = data_root()
     if root is None or not (root / known.folder).is_dir():
-        looked = ", ".join(str(p / known.folder) for p in _root_candidates())
-        raise DatasetError(f"dataset {name!r} not found; looked in {looked}; set FEDREC_DATA to the folder that "
-                           f"holds {known.folder}/")
+        looked = ", ".join(dict.fromkeys(str((p / known.folder).resolve()) for p in _root_candidates()))
+        raise DatasetError(f"dataset {name!r} not found; looked in {looked}; run `fedrec fetch-data {name}`, or set "
+                           f"FEDREC_DATA to the folder that holds {known.folder}/")
     return root / known.folder
 
 
