@@ -15,10 +15,12 @@ from typing import Any
 from flwr.app import ConfigRecord, Message, MessageType, RecordDict
 from flwr.serverapp import Grid
 
+from fedrec.errors import ConfigError
 from fedrec.experiment import wire
 from fedrec.federation.messages import EvalReply, EvalTask, HelpRequest, TrainReply, TrainTask
 
 POLL_SECONDS = 0.05
+SETTLE_SECONDS = 20.0  # nodes register within seconds of each other; a count unchanged this long is final
 
 
 class NoReply(RuntimeError):
@@ -46,17 +48,26 @@ def exchange(grid: Grid, messages: list[Message], timeout: float, stop: threadin
     return replies
 
 
-def discover_nodes(grid: Grid, expected: int, timeout: float, stop: threading.Event) -> dict[int, int]:
-    """partition-id -> node id for every node (waits until `expected` nodes have registered)."""
+def discover_nodes(grid: Grid, expected: int, timeout: float, stop: threading.Event,
+                   settle: float = SETTLE_SECONDS) -> dict[int, int]:
+    """partition-id -> node id for every node (waits until `expected` nodes have registered). Once nodes come, a
+    count that stops short of `expected` for `settle` seconds is a federation started with too few SuperNodes:
+    said at once with the fix, not after the whole timeout."""
     deadline = time.monotonic() + timeout
-    node_ids = list(grid.get_node_ids())
+    node_ids, changed = list(grid.get_node_ids()), time.monotonic()
     while len(node_ids) < expected:
         if stop.is_set():
             raise Stopped("stopped while the nodes started")
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"only {len(node_ids)} of {expected} simulated nodes registered within {timeout:.0f}s")
+        now = time.monotonic()
+        if now > deadline or (node_ids and now - changed > settle):
+            raise ConfigError(f"{len(node_ids)} Flower nodes registered, the scenario needs {expected} (one per "
+                              f"clients_per_node users); with `flwr run`, pass --federation-config "
+                              f"\"num-supernodes={expected}\"")
         time.sleep(0.1)
-        node_ids = list(grid.get_node_ids())
+        current = list(grid.get_node_ids())
+        if len(current) != len(node_ids):
+            changed = now
+        node_ids = current
     messages = [Message(RecordDict({"partition": ConfigRecord({"ask": "partition"})}), dst_node_id=n,
                         message_type=MessageType.QUERY) for n in node_ids]
     partitions = {}

@@ -344,3 +344,16 @@ def test_a_user_of_every_item_is_dropped_not_a_hang(tmp_path):
     dropped = pd.read_parquet(tmp_path / "run" / "dropped.parquet")
     assert any("user 0 has 10 of 10 items" in r for r in dropped.loc[dropped["client"] == 0, "reason"])
     assert summary["rounds"] == 3
+
+
+def test_too_few_supernodes_is_named_with_the_fix_without_waiting_out_the_timeout():
+    import threading
+
+    from server.transport import discover_nodes
+
+    class Grid:
+        def get_node_ids(self):
+            return [1, 2, 3]
+
+    with pytest.raises(ConfigError, match='3 Flower nodes registered, the scenario needs 40.*"num-supernodes=40"'):
+        discover_nodes(Grid(), expected=40, timeout=300.0, stop=threading.Event(), settle=0.3)
