@@ -3,7 +3,7 @@
 The teacher is the full-table run of `centralised.py` (`RUNS/DATASET-sasrec`). Each student is one `fedrec train`
 command (skipped when its summary.json exists); the table gives validation-selected test metrics, the item table's
 exact bytes, its compression against the full float32 table in bytes and in parameters (a code counts as one
-parameter, PAPERS.md §7.4), and P@20 (HR@20) relative to the teacher.
+parameter, docs/PAPERS.md §7.4), and P@20 (HR@20) relative to the teacher.
 
     python benchmarks/compression.py --dataset tmall --out runs/bench            # run what is missing, report
     python benchmarks/compression.py --dataset tmall --out runs/bench --report   # report only
@@ -22,7 +22,7 @@ from centralised import Run, execute
 from fedrec.embeddings import TTEmbedding
 from fedrec.embeddings.codes import codes_bytes
 
-KD = ("--set", "kd_weight=0.2", "--set", "cl_weight=0.1")  # EODRec's weights (PAPERS.md §7.5)
+KD = ("--set", "kd_weight=0.2", "--set", "cl_weight=0.1")  # EODRec's weights (docs/PAPERS.md §7.5)
 
 
 def equal_bytes_tt_rank(teacher: Path) -> int:
@@ -66,7 +66,7 @@ def students(dataset: str, teacher: Path, epochs: int | None = None) -> list[Run
 
 
 def parameters(item_embedding: dict) -> float:
-    """Stored parameters; a code counts as one (PAPERS.md §7.4), a blend adds the teacher's table to its inner one."""
+    """Stored parameters; a code counts as one (docs/PAPERS.md §7.4), a blend adds the teacher table to its inner."""
     n, d, size = item_embedding["n_items"], item_embedding["dim"], item_embedding["bytes"]
     if item_embedding["method"] == "codes":
         m, k = item_embedding["options"]["codebooks"], item_embedding["options"]["codewords"]

@@ -1,6 +1,6 @@
 """Full-ranking top-K metrics: Recall, Precision, NDCG, HR (hit rate) and MRR at several K.
 
-Definitions follow PAPERS.md §3: every item is ranked (no sampled negatives), items in `exclude` (a user's training
+Definitions follow docs/PAPERS.md §3: every item is ranked (no sampled negatives), items in `exclude` (a user's training
 items for CF) are removed from the ranking except the example's own targets (a repeated interaction stays
 rankable), and each metric is averaged over the evaluated examples.
 For examples with exactly one target, metrics are their expectation under a uniformly random order of tied items:

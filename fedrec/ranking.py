@@ -1,7 +1,7 @@
 """Full-ranking top-K metric sums in numpy (no torch): what a device computes on its own scores, and what
 `fedrec.metrics` computes for the centralised trainer (one implementation for both).
 
-Definitions follow PAPERS.md §3 (see `fedrec.metrics`): excluded items never enter a top-K list; with exactly one
+Definitions follow docs/PAPERS.md §3 (see `fedrec.metrics`): excluded items never enter a top-K list; with exactly one
 target, metrics are their expectation under a uniformly random order of tied items; with several targets the
 top-K list decides.
 """

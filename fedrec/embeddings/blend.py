@@ -1,6 +1,6 @@
 """`blend`: eta * (a compact table) + (1 - eta) * (the frozen teacher table), the EODRec release's student table.
 
-Kept as an ablation (PAPERS.md §7.3): with eta < 1 the device must also store the teacher's full float32 table, so
+Kept as an ablation (docs/PAPERS.md §7.3): with eta < 1 the device must also store the teacher's full float32 table, so
 the stored bytes are the compact method's plus the full table's and nothing is compressed. It shows how much of the
 release's near-teacher accuracy comes from the teacher table rather than from the codebooks.
 """

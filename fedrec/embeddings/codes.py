@@ -1,4 +1,4 @@
-"""Compositional codes (EODRec, PAPERS.md §7.3): item v = sum of one codeword from each of M codebooks.
+"""Compositional codes (EODRec, docs/PAPERS.md §7.3): item v = sum of one codeword from each of M codebooks.
 
 The device stores the codes (N x M ids, packed at ceil(log2 K) bits each) and the codebooks (M x K x d floats).
 Codebooks are ordered coarse -> fine and trained with random prefix lengths, so the first m codebooks are a usable

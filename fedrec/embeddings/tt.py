@@ -1,4 +1,4 @@
-"""Tensor-train item tables: TT-Rec (PAPERS.md §8) and OD-Rec's 2-core semi-tensor-product TT (§7.6).
+"""Tensor-train item tables: TT-Rec (docs/PAPERS.md §8) and OD-Rec's 2-core semi-tensor-product TT (§7.6).
 
 Both store small cores instead of the N x d table and rebuild only the rows asked for; `score_all` needs every row,
 so it rebuilds the table once per call (this per-call rebuild is the cost compositional codes avoid).
@@ -46,7 +46,7 @@ def mixed_radix(ids: torch.Tensor, radices: list[int]) -> list[torch.Tensor]:
 
 
 def truncated_normal_(tensor: torch.Tensor, scale: float) -> torch.Tensor:
-    """Standard normal truncated to |w| < 2, times `scale` (TT-Rec's sampled-Gaussian init, PAPERS.md §8.1)."""
+    """Standard normal truncated to |w| < 2, times `scale` (TT-Rec's sampled-Gaussian init, docs/PAPERS.md §8.1)."""
     with torch.no_grad():
         nn.init.trunc_normal_(tensor, mean=0.0, std=1.0, a=-2.0, b=2.0)
         return tensor.mul_(scale)

@@ -1,4 +1,4 @@
-"""SASRec with a soft-attention session readout and full-softmax cross-entropy (PAPERS.md §7.2).
+"""SASRec with a soft-attention session readout and full-softmax cross-entropy (docs/PAPERS.md §7.2).
 
 Inputs are right-padded item sequences (only the most recent `max_len` items are kept); the same model trains on
 anonymous sessions and on per-user histories, because both arrive as prefix -> next-item pairs.

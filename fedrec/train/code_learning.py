@@ -1,4 +1,4 @@
-"""Learning compositional codes from a teacher's item table (PAPERS.md §7.3).
+"""Learning compositional codes from a teacher's item table (docs/PAPERS.md §7.3).
 
 A Gumbel-softmax autoencoder maps each teacher embedding to M one-hot choices over K codewords (straight-through:
 hard one-hot forward, soft gradient backward) and decodes the sum of the chosen codewords. The reconstruction loss is

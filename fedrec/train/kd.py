@@ -1,4 +1,4 @@
-"""Self-supervised knowledge distillation from a full-table SASRec teacher to a compact student (PAPERS.md §7.5).
+"""Self-supervised knowledge distillation from a full-table SASRec teacher to a compact student (docs/PAPERS.md §7.5).
 
 Loss = CE(student) + w_mse * MSE(student table, teacher table) + w_kd * KL(teacher || student, summed)
        + w_cl * InfoNCE over recombined hot/cold views + w_prefix * CE on a random shorter codebook prefix (codes).
