@@ -268,7 +268,7 @@ def test_flwr_run_runs_the_apps_from_pyproject(tmp_path):
         proc = subprocess.run(["flwr", "run", ".", "--stream", "--run-config", config,
                                "--federation-config", "num-supernodes=40"],
                               cwd=DEFAULT.parents[1], capture_output=True, text=True, timeout=400, env=env)
-        # `flwr run --stream` exits 0 even when the run fails (FLOWER.md): the run directory is the real check
+        # `flwr run --stream` exits 0 even when the run fails: the run directory is the real check
         assert proc.returncode == 0, proc.stderr[-3000:]
         summary = json.loads((out / "summary.json").read_text())
         assert summary["rounds"] == 2 and set(summary["tiers"]) == {"low", "mid", "high"}
