@@ -11,6 +11,7 @@ import sys
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
+from fedrec.errors import FedrecError
 from fedrec.experiment import rundir
 from fedrec.experiment.runner import RunRequest, request_from_run_config
 from server.transport import FlowerTransport, discover_nodes
@@ -40,7 +41,11 @@ app = ServerApp()
 
 @app.main()
 def main(grid: Grid, context: Context) -> None:
-    serve(grid, request_from_run_config(dict(getattr(context, "run_config", {}) or {})))
+    try:
+        serve(grid, request_from_run_config(dict(getattr(context, "run_config", {}) or {})))
+    except FedrecError as err:  # a user error under `flwr run`: one line, and a failed run rather than a traceback
+        print(f"fedrec: error: {err}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

@@ -357,3 +357,16 @@ def test_too_few_supernodes_is_named_with_the_fix_without_waiting_out_the_timeou
 
     with pytest.raises(ConfigError, match='3 Flower nodes registered, the scenario needs 40.*"num-supernodes=40"'):
         discover_nodes(Grid(), expected=40, timeout=300.0, stop=threading.Event(), settle=0.3)
+
+
+def test_a_flwr_run_config_typo_is_one_line_and_a_failed_run(capsys):
+    from types import SimpleNamespace
+
+    import server.app
+
+    context = SimpleNamespace(run_config={"scenario": str(DEFAULT), "set": "run.roundz=3"})
+    with pytest.raises(SystemExit) as stopped:
+        server.app.main(None, context)
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("fedrec: error: --set run.roundz: unknown key(s) ['roundz']")
