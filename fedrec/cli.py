@@ -78,6 +78,16 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from fedrec.experiment.compare import plot, table
+
+    runs = [Path(r) for r in args.runs]
+    print(table(runs, args.metric), end="")
+    if args.plot:
+        print(f"plot: {plot(runs, Path(args.plot), args.metric)}")
+    return 0
+
+
 def cmd_scenarios(args: argparse.Namespace) -> int:
     """Each scenario file with its first comment line (what it simulates)."""
     folder = args.folder or next((p for p in (Path("simulations"), Path(__file__).resolve().parents[1] / "simulations")
@@ -152,6 +162,12 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--engine", choices=("ray", "inprocess"), default="ray",
                           help="ray: Flower's simulation engine (default); inprocess: direct calls, no Ray")
     simulate.set_defaults(run=cmd_simulate)
+
+    compare = sub.add_parser("compare", help="simulation runs side by side per tier (mean ± sd over seeds)")
+    compare.add_argument("runs", nargs="+", help="run directories of `fedrec simulate`")
+    compare.add_argument("--metric", default=SUMMARY_KEYS[0], choices=SUMMARY_KEYS)
+    compare.add_argument("--plot", help="also write a PNG bar chart here")
+    compare.set_defaults(run=cmd_compare)
 
     scenarios = sub.add_parser("scenarios", help="list the scenario files with what each simulates")
     scenarios.add_argument("folder", type=Path, nargs="?", help="a folder of scenario files (default simulations/)")

@@ -124,3 +124,22 @@ def test_summary_records_versions_config_and_wall_time(tmp_path):
     run = json.loads((out / "summary.json").read_text())["run"]
     assert set(run["versions"]) == {"fedrec", "flwr", "torch", "ray", "numpy"} and run["wall_seconds"] > 0
     assert run["config"]["run"]["rounds"] == 1 and "low" in run["config"]["devices"]
+
+
+def test_compare_groups_runs_that_differ_only_in_their_seed(tmp_path, capsys):
+    import statistics
+
+    quick = ["--engine", "inprocess", "--set", "run.clients_per_round=10", "--set", "run.eval_every=1"]
+    runs = {"a0": ("0", "1"), "a1": ("1", "1"), "b": ("0", "2")}
+    for name, (seed, rounds) in runs.items():
+        assert main(["simulate", "simulations/default.toml", "--out", str(tmp_path / name), "--seed", seed,
+                     "--rounds", rounds, *quick]) == 0
+    capsys.readouterr()
+    assert main(["compare", *(str(tmp_path / n) for n in runs), "--plot", str(tmp_path / "c.png")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = [line for line in lines if line.startswith("| a0") or line.startswith("| b")]
+    summaries = [json.loads((tmp_path / n / "summary.json").read_text()) for n in ("a0", "a1")]
+    values = [s["overall"]["recall@20"] for s in summaries]
+    assert len(rows) == 2 and "[0, 1]" in rows[0]
+    assert rows[0].endswith(f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f} |")
+    assert (tmp_path / "c.png").stat().st_size > 0
