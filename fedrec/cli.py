@@ -37,11 +37,11 @@ def cmd_train(args: argparse.Namespace) -> int:
                           f"run.method in a scenario)")
     started = time.perf_counter()
     split = load_dataset(args.dataset, seed=args.seed, columns=_columns(args.columns), min_rating=args.min_rating)
-    config = resolve(args.model, split.name, args.config, overrides)
+    config = resolve(args.model, split.name, args.config, overrides, kind=split.kind)
     check_model_config(args.model, config)
     print(f"{split.name}: {split.n_users} users, {split.n_items} items, {split.n_train} training interactions "
           f"({split.description}); loaded in {time.perf_counter() - started:.1f}s", file=sys.stderr)
-    print(f"config: {applied_sections(args.model, split.name, args.config, overrides)}", file=sys.stderr)
+    print(f"config: {applied_sections(args.model, split.name, args.config, overrides, split.kind)}", file=sys.stderr)
     result = fit(split, args.model, config, seed=args.seed, log=lambda m: print(m, file=sys.stderr))
     save_run(result, out)
     test = result.summary["metrics"]["test"]

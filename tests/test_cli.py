@@ -143,3 +143,16 @@ def test_compare_groups_runs_that_differ_only_in_their_seed(tmp_path, capsys):
     assert len(rows) == 2 and "[0, 1]" in rows[0]
     assert rows[0].endswith(f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f} |")
     assert (tmp_path / "c.png").stat().st_size > 0
+
+
+def test_session_data_nobody_tuned_for_gets_the_session_default(tmp_path):
+    from fedrec.configs import applied_sections, resolve
+
+    folder = tmp_path / "my-sessions"
+    folder.mkdir()
+    (folder / "all_train_seq.txt").write_bytes(pickle.dumps([[1, 2, 3], [2, 3]]))
+    (folder / "test.txt").write_bytes(pickle.dumps(([[1], [2]], [2, 3])))
+    assert resolve("sasrec", str(folder))["score_scale"] == 12.0  # [kind.session]
+    assert resolve("sasrec", "tmall")["score_scale"] == 16.0 and resolve("sasrec", "ml-100k")["score_scale"] == 0.0
+    assert applied_sections("sasrec", str(folder)) == "sasrec.toml < sasrec.toml [kind.session]"
+    assert resolve("sasrec", "my-sessions", kind="session")["score_scale"] == 12.0  # the trainer passes the kind

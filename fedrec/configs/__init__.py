@@ -71,11 +71,27 @@ def _merge(model: str, config: Config, updates: dict[str, Any], source: str) -> 
     config.update(check(model_rules(model), updates, lambda key: source, valid=config))
 
 
-def applied_sections(model: str, dataset: str, config_file: Path | None = None, overrides: dict | None = None) -> str:
+def _file_sections(model: str, dataset: str, kind: str | None) -> list[tuple[str, dict[str, Any]]]:
+    """The model file's tables that apply, in order: its top level, `[kind.KIND]` (session or cf data, for
+    datasets nobody tuned for), then `[dataset.NAME]`."""
+    from fedrec.data.registry import config_name, kind_of  # configs sit below data: imported when resolving
+
+    raw = _model_file(model)
+    per_dataset, per_kind = raw.pop("dataset", {}), raw.pop("kind", {})
+    kind = kind if kind is not None or not per_kind else kind_of(dataset)
+    dataset = config_name(dataset)
+    sections = [(f"{model}.toml", raw)]
+    if kind in per_kind:
+        sections.append((f"{model}.toml [kind.{kind}]", per_kind[kind]))
+    if dataset in per_dataset:
+        sections.append((f"{model}.toml [dataset.{dataset}]", per_dataset[dataset]))
+    return sections
+
+
+def applied_sections(model: str, dataset: str, config_file: Path | None = None, overrides: dict | None = None,
+                     kind: str | None = None) -> str:
     """Which config sources `resolve` layers for this run, in order (what a user should see before it trains)."""
-    sections = [f"{model}.toml"]
-    if dataset in _model_file(model).get("dataset", {}):
-        sections.append(f"{model}.toml [dataset.{dataset}]")
+    sections = [label for label, _ in _file_sections(model, dataset, kind)]
     if config_file is not None:
         sections.append(str(config_file))
     if overrides:
@@ -84,12 +100,13 @@ def applied_sections(model: str, dataset: str, config_file: Path | None = None, 
 
 
 def resolve(model: str, dataset: str, config_file: Path | None = None,
-            overrides: dict[str, Any] | None = None) -> Config:
-    """The effective configuration of `model` on `dataset`."""
-    raw = _model_file(model)
-    per_dataset = raw.pop("dataset", {})
-    config: Config = dict(raw)
-    _merge(model, config, per_dataset.get(dataset, {}), f"{model}.toml [dataset.{dataset}]")
+            overrides: dict[str, Any] | None = None, kind: str | None = None) -> Config:
+    """The effective configuration of `model` on `dataset` (`kind`: "session" or "cf" when known; else told from
+    the dataset's name or files)."""
+    (_, top), *tables = _file_sections(model, dataset, kind)
+    config: Config = dict(top)
+    for label, table in tables:
+        _merge(model, config, table, label)
     if config_file is not None:
         _merge(model, config, read_toml(config_file, "config file"), str(config_file))
     _merge(model, config, overrides or {}, "command line (--set and flags)")

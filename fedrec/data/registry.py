@@ -153,6 +153,28 @@ def _known_folder(name: str, known: _Known) -> Path:
     return root / known.folder
 
 
+def config_name(name_or_path: str) -> str:
+    """The name a dataset's config sections go by: a known dataset's name, also when given by its folder's path."""
+    path = Path(name_or_path).expanduser()
+    if name_or_path in BUILT_IN_DATASETS or name_or_path in KNOWN or not path.is_dir():
+        return name_or_path
+    return _name_of(path) if _name_of(path) in KNOWN else name_or_path
+
+
+def kind_of(name_or_path: str) -> str | None:
+    """Whether a dataset is sessions or user histories ("session"/"cf"), known without loading it (from its name,
+    or its files' names); None when it cannot be told (the loader will say why)."""
+    if name_or_path in BUILT_IN_DATASETS:
+        return "cf"
+    if name_or_path in KNOWN:
+        return "session" if KNOWN[name_or_path].loader is _sessions else "cf"
+    try:
+        loader, _ = _detect(Path(name_or_path).expanduser())
+    except (DatasetError, OSError):
+        return None
+    return "session" if loader is _sessions else "cf"
+
+
 def _detect(path: Path) -> tuple[Loader, Path]:
     """The loader for a user-given file or folder, recognised by file names and (for .txt) content."""
     if path.is_file():
