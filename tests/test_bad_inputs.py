@@ -64,6 +64,7 @@ SIMULATE_VALUES = [
     ("model.l2", "-1", "l2 = -1 is not a number >= 0"),
     ("model.codebooks", "0", "codebooks = 0 is not an integer >= 1"),
     ("model.select_metric", "auc", "select_metric = 'auc' is not one of"),
+    ("run.reference", '"/nonexistent/run"', "run.reference = '/nonexistent/run': no summary.json there"),
     ("run.rounds.x", "1", "run.rounds is a value, not a table"),
     ("devices.low", "1", "[devices.low] must be a table"),
     ("run", "1", "expected SECTION.KEY"),
@@ -75,7 +76,7 @@ def test_simulate_refuses_bad_values(key, value, message, tmp_path, capsys):
     out = tmp_path / "run"
     line = refused(capsys, ["simulate", str(DEFAULT), "--out", str(out), *QUICK, "--set", f"{key}={value}"], out)
     assert message in line
-    if not any(m in message for m in ("table", "SECTION", "federate")):
+    if not any(m in message for m in ("table", "SECTION", "federate", "summary.json")):  # checked after parsing
         assert f"--set {key}" in line  # names where the value came from
     assert not out.exists()
 

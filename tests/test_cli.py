@@ -156,3 +156,13 @@ def test_session_data_nobody_tuned_for_gets_the_session_default(tmp_path):
     assert resolve("sasrec", "tmall")["score_scale"] == 16.0 and resolve("sasrec", "ml-100k")["score_scale"] == 0.0
     assert applied_sections("sasrec", str(folder)) == "sasrec.toml < sasrec.toml [kind.session]"
     assert resolve("sasrec", "my-sessions", kind="session")["score_scale"] == 12.0  # the trainer passes the kind
+
+
+def test_a_centralised_reference_joins_the_report(tmp_path, capsys):
+    assert main(train_args("synthetic", tmp_path, "--epochs", "2")) == 0
+    reference = json.loads((tmp_path / "run" / "summary.json").read_text())["metrics"]["test"]["recall@20"]
+    out = tmp_path / "sim"
+    assert main(["simulate", "simulations/default.toml", "--out", str(out), "--engine", "inprocess", "--rounds", "1",
+                 "--set", "run.clients_per_round=5", "--set", f'run.reference="{tmp_path / "run"}"']) == 0
+    assert f"Centralised reference (mf on synthetic, `{tmp_path / 'run'}`, test split): recall@20 {reference:.4f}" in \
+        (out / "report.md").read_text()

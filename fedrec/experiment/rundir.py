@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fedrec.errors import ConfigError
 from fedrec.experiment import plots
 from fedrec.experiment.scenario import Scenario, to_toml
 from fedrec.federation.coordinator import Coordinator
@@ -62,6 +63,21 @@ def user_interval(per_user: dict[int, tuple[int, dict[str, float]]], tier: int |
     return {"users": len(rows), f"{SHOWN[0]}_interval": [float(low), float(high)]}
 
 
+def reference(run: str) -> dict[str, Any]:
+    """The centralised run a report compares with: its model, dataset and test figures (checked before a
+    simulation starts: a finished `fedrec train` run)."""
+    import json
+
+    path = Path(run) / "summary.json"
+    if not path.exists():
+        raise ConfigError(f"run.reference = {run!r}: no summary.json there; give a `fedrec train` run directory")
+    summary = json.loads(path.read_text())
+    if "test" not in summary.get("metrics", {}) or not isinstance(summary.get("dataset"), dict):
+        raise ConfigError(f"run.reference = {run!r}: {path} is not the summary of a `fedrec train` run")
+    return {"run": run, "model": summary.get("model", "?"), "dataset": summary["dataset"].get("name", "?"),
+            **summary["metrics"]["test"]}
+
+
 def report(summary: dict[str, Any], scenario: Scenario) -> str:
     interval = f"{SHOWN[0]} 95% interval"
     header = ("| tier | width | bytes on device | budget | users | " + " | ".join(SHOWN) + f" | {interval} | MB down "
@@ -78,6 +94,10 @@ def report(summary: dict[str, Any], scenario: Scenario) -> str:
                      f"{t.get('budget_bytes', '')} | {t.get('users', '')} | "
                      + " | ".join(f"{t.get(k, float('nan')):.4f}" for k in SHOWN)
                      + f" | {low:.4f}–{high:.4f} | {t['bytes_down'] / 1e6:.2f} | {t['bytes_up'] / 1e6:.2f} |")
+    if "reference" in summary:
+        ref = summary["reference"]
+        lines += ["", f"Centralised reference ({ref['model']} on {ref['dataset']}, `{ref['run']}`, test split): "
+                  + ", ".join(f"{k} {ref[k]:.4f}" for k in SHOWN if k in ref)]
     return "\n".join(lines) + "\n"
 
 
@@ -114,6 +134,8 @@ def write(out: Path, coordinator: Coordinator, scenario: Scenario) -> dict[str, 
     ends with the run's provenance (`run`: versions, resolved config, wall seconds)."""
     summary = summarise(coordinator, coordinator.method.export_tiers(out / "items"))
     summary["run"] = provenance(scenario, coordinator.history.rows)
+    if scenario.run.reference:
+        summary["reference"] = reference(scenario.run.reference)
     write_parquet(pd.DataFrame(coordinator.history.rows), out / "rounds.parquet")
     write_parquet(coordinator.ledger.frame(), out / "clients.parquet")
     write_parquet(pd.DataFrame(coordinator.history.dropped, columns=["round", "client", "reason"]),

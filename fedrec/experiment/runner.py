@@ -129,6 +129,8 @@ def simulate(scenario: Scenario, out: Path, engine: str = "ray", log: Callable[[
 
     if not resume:
         prepare_output(out, overwrite)
+    if scenario.run.reference:
+        rundir.reference(scenario.run.reference)  # refused before any work if unusable
     split = scenario.load_split()
     require_federation(split, scenario.run.model)
     request = RunRequest(scenario, out, logged_to(out / "run.log", log), resume)

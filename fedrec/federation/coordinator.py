@@ -43,7 +43,7 @@ class Transport(Protocol):
 CHECKPOINT_FORMAT = 2
 # settings a resumed run may change: how long it goes on and how it runs, not what it computes
 RESUMABLE_CHANGES = frozenset(("run", k) for k in ("rounds", "eval_every", "round_timeout", "num_cpus_per_client",
-                                                  "ray_address", "clients_per_node"))
+                                                  "ray_address", "clients_per_node", "reference"))
 
 
 @dataclass

@@ -31,6 +31,7 @@ class RunSettings:
     num_cpus_per_client: float = 1.0
     ray_address: str = ""          # join an existing Ray cluster ("" = start a local one)
     update_clip_norm: float = 0.0  # > 0: every device clips its update to this L2 norm before sending (a device mod)
+    reference: str = ""            # a `fedrec train` run directory on the same data: its test figures join the report
 
 
 RUN_RULES = {
@@ -39,5 +40,5 @@ RUN_RULES = {
     "lr": positive(), "server_lr": positive(), "l2": real(0), "init_std": positive(),
     "seconds_per_example": real(0), "eval_every": count(), "seed": count(0), "clients_per_node": count(),
     "sessions_per_user": count(0), "round_timeout": positive(), "num_cpus_per_client": positive(),
-    "ray_address": TEXT, "update_clip_norm": real(0),
+    "ray_address": TEXT, "update_clip_norm": real(0), "reference": TEXT,
 }
