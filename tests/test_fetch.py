@@ -2,7 +2,7 @@
 import zipfile
 
 import pytest
-from realdata import DATA
+from realdata import DATA, real_data
 
 from fedrec.cli import main
 from fedrec.data.fetch import SOURCES, Remote, fetch, git_blob
@@ -37,9 +37,8 @@ def test_git_blob_is_gits_object_id():
     assert git_blob(b"hello\n") == "ce013625030ba8dba906f756967f9e9ca394464a"  # `echo hello | git hash-object --stdin`
 
 
+@real_data
 def test_the_recorded_ids_match_the_shared_copies():
-    if DATA is None or not DATA.is_dir():
-        pytest.skip("real datasets not found (set FEDREC_DATA)")
     for folder, _, remotes in SOURCES.values():
         for remote in remotes:
             path = DATA / folder / remote.name
