@@ -7,7 +7,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from fedrec.configs import applied_sections, key_values, model_names, parse_value, require_model, resolve
+from fedrec.configs import applied_sections, key_values, model_keys, model_names, parse_value, require_model, resolve
 from fedrec.configs.rules import check_model_config
 from fedrec.errors import ConfigError, FedrecError
 from fedrec.ranking import HEADLINE as SUMMARY_KEYS
@@ -31,7 +31,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     for key in ("epochs", "embedding", "teacher"):
         if getattr(args, key) is not None:
             overrides[key] = getattr(args, key)
-    if "embedding" in overrides and "embedding" not in resolve(args.model, "synthetic"):
+    if "embedding" in overrides and "embedding" not in model_keys(args.model):
         raise ConfigError(f"--embedding {overrides['embedding']}: model {args.model!r} trains a full table "
                           f"centrally; compact item tables train with --model sasrec (federated MF takes them as "
                           f"run.method in a scenario)")

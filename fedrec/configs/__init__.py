@@ -71,6 +71,11 @@ def _merge(model: str, config: Config, updates: dict[str, Any], source: str) -> 
     config.update(check(model_rules(model), updates, lambda key: source, valid=config))
 
 
+def model_keys(model: str) -> set[str]:
+    """The keys a model's config has (its file's top level)."""
+    return set(_model_file(model)) - {"dataset", "kind"}
+
+
 def _file_sections(model: str, dataset: str, kind: str | None) -> list[tuple[str, dict[str, Any]]]:
     """The model file's tables that apply, in order: its top level, `[kind.KIND]` (session or cf data, for
     datasets nobody tuned for), then `[dataset.NAME]`."""
