@@ -14,6 +14,7 @@ from flwr.simulation import run_simulation
 from clients.app import app as client_app
 from fedrec.experiment.runner import RunRequest, check_ray_address
 from server.app import server_app_for
+from server.reaper import start_reaper
 
 
 def backend_config(request: RunRequest) -> dict[str, dict[str, Any]]:
@@ -41,6 +42,7 @@ def run_ray(request: RunRequest, split: Any, client: Any = None) -> None:
     _quiet_notices()
     where = f"joining the Ray cluster at {run.ray_address}" if run.ray_address else "starting a local Ray cluster"
     request.log(f"{where} for {n_nodes} Flower nodes ({run.clients_per_node} users each); start-up takes 15-30 s")
+    reaper = None if run.ray_address else start_reaper()  # a joined cluster is not ours to stop
     try:
         run_simulation(server_app=server_app_for(request), client_app=client or client_app, num_supernodes=n_nodes,
                        backend_config=backend_config(request))
@@ -48,6 +50,10 @@ def run_ray(request: RunRequest, split: Any, client: Any = None) -> None:
         request.stop.set()  # the ServerApp thread stops waiting, checkpoints nothing more and ends
         _shut_down_ray()
         raise
+    finally:
+        if reaper is not None:  # what Ray left behind goes now, and the watcher with it
+            reaper.stdin.close()
+            reaper.wait()
 
 
 def _shut_down_ray() -> None:

@@ -20,7 +20,7 @@ from fedrec.federation.messages import EvalReply, TrainReply
 from fedrec.federation.settings import RUN_RULES
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT = ROOT / "simulations" / "default.toml"
+SMALL = ROOT / "simulations" / "small.toml"
 ITEMS = "items.weight"
 QUICK = ["--set", "run.rounds=2", "--set", "run.eval_every=2", "--set", "run.clients_per_round=10",
          "--engine", "inprocess"]
@@ -74,7 +74,7 @@ SIMULATE_VALUES = [
 @pytest.mark.parametrize("key,value,message", SIMULATE_VALUES)
 def test_simulate_refuses_bad_values(key, value, message, tmp_path, capsys):
     out = tmp_path / "run"
-    line = refused(capsys, ["simulate", str(DEFAULT), "--out", str(out), *QUICK, "--set", f"{key}={value}"], out)
+    line = refused(capsys, ["simulate", str(SMALL), "--out", str(out), *QUICK, "--set", f"{key}={value}"], out)
     assert message in line
     if not any(m in message for m in ("table", "SECTION", "federate", "summary.json")):  # checked after parsing
         assert f"--set {key}" in line  # names where the value came from
@@ -129,14 +129,14 @@ def test_degenerate_datasets_are_refused_up_front(case, rows, message, command, 
     if command == "train":
         argv = ["train", "--dataset", str(data), "--model", "mf", "--out", str(out)]
     else:
-        argv = ["simulate", str(DEFAULT), "--out", str(out), "--set", f'run.dataset="{data}"', *QUICK]
+        argv = ["simulate", str(SMALL), "--out", str(out), "--set", f'run.dataset="{data}"', *QUICK]
     assert message in refused(capsys, argv, out)
 
 
 def test_a_federation_where_no_user_can_train_is_refused(tmp_path, capsys):
     rows = [(u, i, 10 * u + t) for u in range(4) for t, i in enumerate([0, 1, 2, 0, 1])]  # trains on every item
     data, out = ratings(tmp_path, rows), tmp_path / "run"
-    argv = ["simulate", str(DEFAULT), "--out", str(out), "--set", f'run.dataset="{data}"', *QUICK]
+    argv = ["simulate", str(SMALL), "--out", str(out), "--set", f'run.dataset="{data}"', *QUICK]
     assert "no user can train mf" in refused(capsys, argv, out)
 
 
@@ -144,14 +144,14 @@ def test_output_folders_are_checked_before_any_work(tmp_path, capsys):
     a_file = tmp_path / "file"
     a_file.write_text("x")
     for out, message in ((a_file, "a file is in the way"), (a_file / "under", "cannot write there")):
-        argv = ["simulate", str(DEFAULT), "--out", str(out), *QUICK]
+        argv = ["simulate", str(SMALL), "--out", str(out), *QUICK]
         assert message in refused(capsys, argv, out if out.is_dir() else tmp_path / "none")
     assert a_file.read_text() == "x"
 
 
 def test_scenario_that_is_not_utf8_is_a_clear_error(tmp_path, capsys):
     bad = tmp_path / "bad.toml"
-    bad.write_bytes(DEFAULT.read_bytes().replace(b"# The default", b"# The d\xe9fault"))
+    bad.write_bytes(SMALL.read_bytes().replace(b"# A small", b"# A sm\xe4ll"))
     assert "not UTF-8 text" in refused(capsys, ["simulate", str(bad), "--out", str(tmp_path / "r"), *QUICK],
                                        tmp_path / "r")
 
@@ -160,7 +160,7 @@ def test_scenario_that_is_not_utf8_is_a_clear_error(tmp_path, capsys):
 def finished(tmp_path_factory) -> Path:
     """A finished two-round run of the default scenario."""
     out = tmp_path_factory.mktemp("finished") / "run"
-    assert main(["simulate", str(DEFAULT), "--out", str(out), *QUICK]) == 0
+    assert main(["simulate", str(SMALL), "--out", str(out), *QUICK]) == 0
     return out
 
 
@@ -173,12 +173,12 @@ def copy_of(run: Path, tmp_path: Path) -> Path:
 
 def test_a_finished_run_is_not_overwritten_without_overwrite(finished, tmp_path, capsys):
     before = (finished / "summary.json").read_text()
-    assert main(["simulate", str(DEFAULT), "--out", str(finished), *QUICK]) == 2
+    assert main(["simulate", str(SMALL), "--out", str(finished), *QUICK]) == 2
     assert "holds a finished run" in capsys.readouterr().err
     assert (finished / "summary.json").read_text() == before
     target = tmp_path / "again"
     shutil.copytree(finished, target)
-    assert main(["simulate", str(DEFAULT), "--out", str(target), "--overwrite", *QUICK]) == 0
+    assert main(["simulate", str(SMALL), "--out", str(target), "--overwrite", *QUICK]) == 0
 
 
 def damage_truncate(run: Path) -> None:
@@ -249,7 +249,7 @@ def test_a_damaged_device_state_file_names_the_device_and_round(finished, tmp_pa
                                  st.text(max_size=6), st.booleans()), max_size=4))
 def test_any_run_values_give_a_valid_scenario_or_a_config_error(values):
     try:
-        scenario = scenario_file.load(DEFAULT, {f"run.{k}": json.dumps(v) if isinstance(v, str) else
+        scenario = scenario_file.load(SMALL, {f"run.{k}": json.dumps(v) if isinstance(v, str) else
                                                 str(v).lower() if isinstance(v, bool) else repr(v)
                                                 for k, v in values.items()})
     except ConfigError as err:
@@ -285,7 +285,7 @@ class Overclaiming(InProcessTransport):
 
 def test_replies_that_claim_too_much_are_dropped_and_logged():
     split = load_dataset("synthetic")
-    scenario = scenario_file.load(DEFAULT, {"run.rounds": "3", "run.eval_every": "3", "run.clients_per_round": "20"})
+    scenario = scenario_file.load(SMALL, {"run.rounds": "3", "run.eval_every": "3", "run.clients_per_round": "20"})
     coordinator = Coordinator(split, scenario.run, scenario.devices, scenario.model_config(), log=lambda m: None)
     coordinator.run_rounds(Overclaiming(split, DeviceRun(scenario.run, scenario.model_config()), None))
     reasons = [d["reason"] for d in coordinator.history.dropped if not d["reason"].startswith("client failed")]
@@ -339,7 +339,7 @@ def test_a_user_of_every_item_is_dropped_not_a_hang(tmp_path):
     every = [(0, i, i) for i in range(10)] + [(0, 0, 20), (0, 1, 21)]  # trains on all 10 items
     others = [(u, (u + 3 * t) % 10, t) for u in range(1, 12) for t in range(5)]
     data = ratings(tmp_path, every + others)
-    scenario = scenario_file.load(DEFAULT, {"run.dataset": json.dumps(str(data)), "run.rounds": "3",
+    scenario = scenario_file.load(SMALL, {"run.dataset": json.dumps(str(data)), "run.rounds": "3",
                                             "run.eval_every": "3", "run.clients_per_round": "12"})
     summary = simulate(scenario, tmp_path / "run", engine="inprocess", log=lambda m: None)
     dropped = pd.read_parquet(tmp_path / "run" / "dropped.parquet")
@@ -365,7 +365,7 @@ def test_a_flwr_run_config_typo_is_one_line_and_a_failed_run(capsys):
 
     import server.app
 
-    context = SimpleNamespace(run_config={"scenario": str(DEFAULT), "set": "run.roundz=3"})
+    context = SimpleNamespace(run_config={"scenario": str(SMALL), "set": "run.roundz=3"})
     with pytest.raises(SystemExit) as stopped:
         server.app.main(None, context)
     assert stopped.value.code == 2

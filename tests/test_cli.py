@@ -2,6 +2,7 @@ import json
 import pickle
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -104,12 +105,13 @@ def test_a_known_dataset_given_by_path_keeps_its_name_and_tuned_settings(tmp_pat
 def test_scenarios_lists_every_scenario_file_with_its_purpose(capsys):
     assert main(["scenarios"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 4 and any("default.toml" in line and "synthetic" in line for line in lines)
+    assert len(lines) == len(list(Path("simulations").glob("*.toml")))
+    assert any("default.toml" in line and "synthetic-3k" in line for line in lines)
 
 
 def test_simulate_shortcuts_set_the_run_seed_and_rounds(tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["simulate", "simulations/default.toml", "--out", str(out), "--engine", "inprocess", "--seed", "3",
+    assert main(["simulate", "simulations/small.toml", "--out", str(out), "--engine", "inprocess", "--seed", "3",
                  "--rounds", "2", "--set", "run.eval_every=2", "--set", "run.clients_per_round=10"]) == 0
     config = (out / "config.toml").read_text()
     assert "seed = 3" in config and "rounds = 2" in config
@@ -119,7 +121,7 @@ def test_simulate_shortcuts_set_the_run_seed_and_rounds(tmp_path, capsys):
 
 def test_summary_records_versions_config_and_wall_time(tmp_path):
     out = tmp_path / "run"
-    assert main(["simulate", "simulations/default.toml", "--out", str(out), "--engine", "inprocess", "--rounds", "1",
+    assert main(["simulate", "simulations/small.toml", "--out", str(out), "--engine", "inprocess", "--rounds", "1",
                  "--set", "run.clients_per_round=5"]) == 0
     run = json.loads((out / "summary.json").read_text())["run"]
     assert set(run["versions"]) == {"fedrec", "flwr", "torch", "ray", "numpy"} and run["wall_seconds"] > 0
@@ -132,7 +134,7 @@ def test_compare_groups_runs_that_differ_only_in_their_seed(tmp_path, capsys):
     quick = ["--engine", "inprocess", "--set", "run.clients_per_round=10", "--set", "run.eval_every=1"]
     runs = {"a0": ("0", "1"), "a1": ("1", "1"), "b": ("0", "2")}
     for name, (seed, rounds) in runs.items():
-        assert main(["simulate", "simulations/default.toml", "--out", str(tmp_path / name), "--seed", seed,
+        assert main(["simulate", "simulations/small.toml", "--out", str(tmp_path / name), "--seed", seed,
                      "--rounds", rounds, *quick]) == 0
     capsys.readouterr()
     assert main(["compare", *(str(tmp_path / n) for n in runs), "--plot", str(tmp_path / "c.png")]) == 0
@@ -162,7 +164,22 @@ def test_a_centralised_reference_joins_the_report(tmp_path, capsys):
     assert main(train_args("synthetic", tmp_path, "--epochs", "2")) == 0
     reference = json.loads((tmp_path / "run" / "summary.json").read_text())["metrics"]["test"]["recall@20"]
     out = tmp_path / "sim"
-    assert main(["simulate", "simulations/default.toml", "--out", str(out), "--engine", "inprocess", "--rounds", "1",
+    assert main(["simulate", "simulations/small.toml", "--out", str(out), "--engine", "inprocess", "--rounds", "1",
                  "--set", "run.clients_per_round=5", "--set", f'run.reference="{tmp_path / "run"}"']) == 0
-    assert f"Centralised reference (mf on synthetic, `{tmp_path / 'run'}`, test split): recall@20 {reference:.4f}" in \
-        (out / "report.md").read_text()
+    assert f"Centralised reference (mf on synthetic, width 32, `{tmp_path / 'run'}`, test split): recall@20 " \
+        f"{reference:.4f}" in (out / "report.md").read_text()
+
+
+def test_a_run_trains_its_own_centralised_reference_once(tmp_path):
+    out = tmp_path / "sim"
+    argv = ["simulate", "simulations/small.toml", "--out", str(out), "--engine", "inprocess", "--rounds", "1",
+            "--set", "run.clients_per_round=5", "--set", 'run.reference="centralised"', "--set", "model.epochs=2"]
+    assert main(argv) == 0
+    trained = json.loads((out / "reference" / "summary.json").read_text())
+    assert trained["config"]["dim"] == 32 and trained["config"]["epochs"] == 2  # max_dim, the scenario's [model]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["reference"]["recall@20"] == trained["metrics"]["test"]["recall@20"]
+    assert "training the centralised reference" in (out / "run.log").read_text()
+    stamp = (out / "reference" / "summary.json").stat().st_mtime_ns
+    assert main(["simulate", "--resume", str(out), "--rounds", "2", "--engine", "inprocess"]) == 0
+    assert (out / "reference" / "summary.json").stat().st_mtime_ns == stamp  # kept, not trained again

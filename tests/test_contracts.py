@@ -22,7 +22,7 @@ from fedrec.federation.inprocess import InProcessTransport
 from fedrec.federation.messages import TrainReply
 from fedrec.federation.method import supported
 
-DEFAULT = Path(__file__).resolve().parents[1] / "simulations" / "default.toml"
+SMALL = Path(__file__).resolve().parents[1] / "simulations" / "small.toml"
 N_ITEMS, MAX_DIM = 460, 32
 SIZED = sorted(m for m in METHODS if m != "blend")  # blend is a centralised ablation with no budget sizing
 BUDGETS = [3_000, 15_000, 60_000, 10**9]
@@ -80,7 +80,7 @@ def pair_scenario(model: str, method: str, **extra: str) -> scenario_file.Scenar
             "run.clients_per_round": "12", "run.local_epochs": "1", "run.clients_per_node": "1"}
     if model == "sasrec":
         sets |= {"run.lr": "3e-3", "run.server_lr": "1.0", "model.heads": "1", "model.max_len": "20"}
-    return scenario_file.load(DEFAULT, sets | extra)
+    return scenario_file.load(SMALL, sets | extra)
 
 
 @pytest.fixture(scope="module")

@@ -292,7 +292,7 @@ def test_predefined_split_keeps_a_training_item() -> None:
 # --- registry --------------------------------------------------------------------------------------------------------
 
 def test_registry_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    with pytest.raises(DatasetError, match="unknown dataset 'nope'.*synthetic, ml-100k, gowalla, tmall, diginetica"):
+    with pytest.raises(DatasetError, match="unknown dataset 'nope'.*synthetic, synthetic-3k, ml-100k, gowalla, tmall, diginetica"):
         load_dataset("nope")
     csv = write(tmp_path / "log.csv", "u,i\n1,2\n")
     with pytest.raises(ConfigError, match=r"pass --columns user=\.\.\.,item=\.\.\.\[,timestamp=\.\.\.\]"):

@@ -83,7 +83,7 @@ sys.stdout.buffer.write(pickle.dumps(reply))
 
 def test_the_mf_device_program_trains_with_torch_unimportable(tmp_path):
     split = load_dataset("synthetic")
-    scenario = scenario_file.load(ROOT / "simulations" / "default.toml")
+    scenario = scenario_file.load(ROOT / "simulations" / "small.toml")
     coordinator = Coordinator(split, scenario.run, scenario.devices, scenario.model_config(), log=lambda m: None)
     task = coordinator.strategy.configure_train(1, [3])[0]
     data = DeviceData.from_split(split, 3)

@@ -23,12 +23,12 @@ from fedrec.federation.messages import EvalReply, EvalTask, TrainReply, TrainTas
 
 ITEMS = "items.weight"
 
-DEFAULT = Path(__file__).resolve().parents[1] / "simulations" / "default.toml"
+SMALL = Path(__file__).resolve().parents[1] / "simulations" / "small.toml"
 
 
 def small(**overrides: str) -> scenario_file.Scenario:
     base = {"run.rounds": "3", "run.clients_per_round": "20", "run.eval_every": "3"}
-    return scenario_file.load(DEFAULT, base | overrides)
+    return scenario_file.load(SMALL, base | overrides)
 
 
 @pytest.fixture(scope="module")
@@ -52,11 +52,11 @@ def run_inprocess(split, scenario):
 
 def test_unknown_keys_list_the_valid_ones():
     with pytest.raises(ConfigError, match=r"--set run.roundz: unknown key\(s\) \['roundz'\]; valid keys: .*'rounds'"):
-        scenario_file.load(DEFAULT, {"run.roundz": "3"})
+        scenario_file.load(SMALL, {"run.roundz": "3"})
     with pytest.raises(ConfigError, match=r"unknown section\(s\) \['modle'\]"):
-        scenario_file.load(DEFAULT, {"modle.dim": "3"})
+        scenario_file.load(SMALL, {"modle.dim": "3"})
     with pytest.raises(ConfigError, match=r"--set model.dimm: unknown key\(s\) \['dimm'\]; valid keys: .*'dim'"):
-        scenario_file.load(DEFAULT, {"model.dimm": "3"})
+        scenario_file.load(SMALL, {"model.dimm": "3"})
 
 
 def test_budget_that_fits_nothing_names_the_minimum(synthetic, tmp_path):
@@ -190,7 +190,7 @@ def test_flower_ray_run_equals_the_inprocess_run(tmp_path):
 
     sets = ["run.rounds=2", "run.eval_every=2", "run.clients_per_round=20", "run.clients_per_node=50",
             "devices.low.failure_prob=0.2"]
-    command = [sys.executable, "-m", "fedrec.cli", "simulate", str(DEFAULT), "--out", str(tmp_path / "ray")]
+    command = [sys.executable, "-m", "fedrec.cli", "simulate", str(SMALL), "--out", str(tmp_path / "ray")]
     for s in sets:
         command += ["--set", s]
     proc = subprocess.run(command, capture_output=True, text=True, timeout=300,
@@ -203,7 +203,7 @@ def test_flower_ray_run_equals_the_inprocess_run(tmp_path):
 
 def assert_same_as_inprocess(summary: dict, sets: list[str], out: Path) -> None:
     """Per-tier metrics and bytes of `summary` equal an in-process run of the default scenario with `sets`."""
-    local = simulate(scenario_file.load(DEFAULT, dict(s.split("=") for s in sets)), out, engine="inprocess")
+    local = simulate(scenario_file.load(SMALL, dict(s.split("=") for s in sets)), out, engine="inprocess")
     for tier, metrics in local["tiers"].items():
         for key in ("recall@20", "ndcg@20", "bytes_down", "bytes_up"):
             assert summary["tiers"][tier][key] == pytest.approx(metrics[key], abs=1e-6), (tier, key)
@@ -212,7 +212,7 @@ def assert_same_as_inprocess(summary: dict, sets: list[str], out: Path) -> None:
 def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path, capsys):
     from fedrec.cli import main
 
-    (tmp_path / "config.toml").write_text(DEFAULT.read_text())
+    (tmp_path / "config.toml").write_text(SMALL.read_text())
     assert main(["simulate", "--resume", str(tmp_path), "--engine", "inprocess"]) == 2
     assert "cannot resume" in capsys.readouterr().err
 
@@ -239,7 +239,7 @@ def test_simulation_joins_an_existing_ray_cluster(tmp_path):
              "--include-dashboard=false", "--disable-usage-stats"]
     subprocess.run(start, check=True, capture_output=True, timeout=120, env=env)
     try:
-        command = [sys.executable, "-m", "fedrec.cli", "simulate", str(DEFAULT), "--out", str(tmp_path),
+        command = [sys.executable, "-m", "fedrec.cli", "simulate", str(SMALL), "--out", str(tmp_path),
                    "--ray-address", f"127.0.0.1:{port}", "--set", "run.rounds=2", "--set", "run.eval_every=2",
                    "--set", "run.clients_per_node=50", "--set", "run.clients_per_round=20"]
         proc = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
@@ -263,11 +263,11 @@ def test_flwr_run_runs_the_apps_from_pyproject(tmp_path):
            "FLWR_TELEMETRY_ENABLED": "0", "RAY_USAGE_STATS_ENABLED": "0",
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     out = tmp_path / "run"
-    config = f"scenario='{DEFAULT}' out='{out}' set='run.rounds=2 run.eval_every=2'"
+    config = f"scenario='{SMALL}' out='{out}' set='run.rounds=2 run.eval_every=2'"
     try:
         proc = subprocess.run(["flwr", "run", ".", "--stream", "--run-config", config,
                                "--federation-config", "num-supernodes=40"],
-                              cwd=DEFAULT.parents[1], capture_output=True, text=True, timeout=400, env=env)
+                              cwd=SMALL.parents[1], capture_output=True, text=True, timeout=400, env=env)
         # `flwr run --stream` exits 0 even when the run fails: the run directory is the real check
         assert proc.returncode == 0, proc.stderr[-3000:]
         summary = json.loads((out / "summary.json").read_text())
@@ -292,7 +292,7 @@ def test_resume_through_ray_after_kill_minus_nine_matches_the_uninterrupted_run(
             "devices.low.failure_prob=0.2"]
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "FLWR_TELEMETRY_ENABLED": "0"}
     out = tmp_path / "killed"
-    command = [sys.executable, "-m", "fedrec.cli", "simulate", str(DEFAULT), "--out", str(out)]
+    command = [sys.executable, "-m", "fedrec.cli", "simulate", str(SMALL), "--out", str(out)]
     for s in sets:
         command += ["--set", s]
     proc = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env,
@@ -349,7 +349,7 @@ def test_ctrl_c_stops_a_ray_run_within_seconds_and_the_resume_equals_the_uninter
 
     sets = ["run.rounds=12", "run.eval_every=12", "run.clients_per_round=20", "devices.low.failure_prob=0.2"]
     out = tmp_path / "ray"
-    command = [sys.executable, "-m", "fedrec.cli", "simulate", str(DEFAULT), "--out", str(out)]
+    command = [sys.executable, "-m", "fedrec.cli", "simulate", str(SMALL), "--out", str(out)]
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "FLWR_TELEMETRY_ENABLED": "0"}
     proc = subprocess.Popen([*command, *(a for s in sets for a in ("--set", s))], stderr=subprocess.PIPE, text=True,
                             env=env)
@@ -364,3 +364,37 @@ def test_ctrl_c_stops_a_ray_run_within_seconds_and_the_resume_equals_the_uninter
     assert 3 <= done < 12 and not (out / "summary.json").exists()
     resumed = simulate(scenario_file.load(out / "config.toml"), out, engine="inprocess", resume=True)
     assert_same_as_inprocess(resumed, sets, tmp_path / "local")
+
+
+@pytest.mark.ray
+def test_ray_processes_end_soon_after_the_driver_is_killed(tmp_path):
+    """SIGKILL only the `fedrec simulate` process: its reaper stops every Ray process it started within seconds."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from server.reaper import alive, descendants
+
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "FLWR_TELEMETRY_ENABLED": "0"}
+    command = [sys.executable, "-m", "fedrec.cli", "simulate", str(SMALL), "--out", str(tmp_path / "run")]
+    proc = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env,
+                            start_new_session=True)
+    started: set[tuple[int, int]] = set()
+    try:
+        for line in proc.stderr:
+            if line.startswith("round 1/"):
+                break
+        started = descendants(proc.pid)
+        names = {Path(f"/proc/{pid}/comm").read_text().strip() for pid, _ in alive(started)}
+        assert {"raylet", "gcs_server"} <= names, names
+        proc.kill()
+        proc.wait(timeout=10)
+        deadline = time.monotonic() + 15
+        while alive(started) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not alive(started), [Path(f"/proc/{pid}/cmdline").read_bytes()[:80] for pid, _ in alive(started)]
+    finally:
+        proc.kill()
+        for pid, _ in alive(started):
+            os.kill(pid, signal.SIGKILL)

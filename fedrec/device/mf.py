@@ -28,13 +28,13 @@ def user_vector(states: DeviceStates, task: TrainTask | EvalTask, round_: int) -
 
 class MFTableProgram:
     def __init__(self, device) -> None:
-        self.run = device.run
+        self.run, self.prefix_weight = device.run, float(device.config["prefix_weight"])
 
     def train(self, task: TrainTask, data: DeviceData, states: DeviceStates, round_: int) -> DeviceUpdate:
         run, items = self.run, task.shared[ITEMS]
         rng = np.random.default_rng([run.seed, round_, task.user])
         update = train_mf_client(items, user_vector(states, task, round_ - 1), data.contrastive_positives(),
-                                 task.settings["widths"], run.local_epochs, run.lr, run.l2, rng)
+                                 task.settings["widths"], run.local_epochs, run.lr, run.l2, rng, self.prefix_weight)
         states.put(task.user, round_, update.user.astype(np.float32))
         return DeviceUpdate({ITEMS: update.item_delta.astype(np.float32)}, {ITEMS: update.rows.astype(np.int64)},
                       update.n_examples, update.loss)

@@ -2,16 +2,19 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from fedrec.data.dataset import Split
 from fedrec.errors import ConfigError
 from fedrec.experiment import plots
 from fedrec.experiment.scenario import Scenario, to_toml
 from fedrec.federation.coordinator import Coordinator
+from fedrec.federation.settings import RunSettings
 from fedrec.ranking import HEADLINE as SHOWN
 from fedrec.results import atomic_write, write_json, write_parquet
 
@@ -63,8 +66,30 @@ def user_interval(per_user: dict[int, tuple[int, dict[str, float]]], tier: int |
     return {"users": len(rows), f"{SHOWN[0]}_interval": [float(low), float(high)]}
 
 
+CENTRALISED = "centralised"  # run.reference: train the reference in the run directory
+
+
+def reference_dir(out: Path, run: RunSettings) -> str:
+    """Where the run's centralised reference is: its own `reference/` folder, or the `fedrec train` run it names."""
+    return str(out / "reference") if run.reference == CENTRALISED else run.reference
+
+
+def train_reference(out: Path, scenario: Scenario, split: Split | None, log: Callable[[str], None]) -> None:
+    """The scenario's model trained centrally on the run's own split (`split`, else loaded) at `max_dim`, with its
+    config file's settings for the dataset (a resumed run keeps the one it has)."""
+    from fedrec.train.trainer import fit, save_run
+
+    target = out / "reference"
+    if (target / "summary.json").exists():
+        return
+    split = split or scenario.load_split()
+    config = scenario.model_config() | {"dim": scenario.run.max_dim}
+    log(f"training the centralised reference ({scenario.run.model}, width {scenario.run.max_dim}) on the same split")
+    save_run(fit(split, scenario.run.model, config, seed=scenario.run.seed, log=lambda message: None), target)
+
+
 def reference(run: str) -> dict[str, Any]:
-    """The centralised run a report compares with: its model, dataset and test figures (checked before a
+    """The centralised run a report compares with: its model, dataset, width and test figures (checked before a
     simulation starts: a finished `fedrec train` run)."""
     import json
 
@@ -75,7 +100,7 @@ def reference(run: str) -> dict[str, Any]:
     if "test" not in summary.get("metrics", {}) or not isinstance(summary.get("dataset"), dict):
         raise ConfigError(f"run.reference = {run!r}: {path} is not the summary of a `fedrec train` run")
     return {"run": run, "model": summary.get("model", "?"), "dataset": summary["dataset"].get("name", "?"),
-            **summary["metrics"]["test"]}
+            "dim": summary.get("config", {}).get("dim", "?"), **summary["metrics"]["test"]}
 
 
 def report(summary: dict[str, Any], scenario: Scenario) -> str:
@@ -96,22 +121,26 @@ def report(summary: dict[str, Any], scenario: Scenario) -> str:
                      + f" | {low:.4f}–{high:.4f} | {t['bytes_down'] / 1e6:.2f} | {t['bytes_up'] / 1e6:.2f} |")
     if "reference" in summary:
         ref = summary["reference"]
-        lines += ["", f"Centralised reference ({ref['model']} on {ref['dataset']}, `{ref['run']}`, test split): "
+        lines += ["", f"Centralised reference ({ref['model']} on {ref['dataset']}, width {ref.get('dim', '?')}, "
+                  f"`{ref['run']}`, test split): "
                   + ", ".join(f"{k} {ref[k]:.4f}" for k in SHOWN if k in ref)]
     return "\n".join(lines) + "\n"
 
 
-def start(out: Path, scenario: Scenario, resume: bool) -> None:
-    """Prepare `out`: the resolved scenario first (a resumed run must find it), no stale summary."""
+def start(out: Path, scenario: Scenario, resume: bool, split: Split | None = None,
+          log: Callable[[str], None] = print) -> None:
+    """Prepare `out`: the resolved scenario first (a resumed run must find it), no stale summary, and the
+    centralised reference when the run trains its own (on `split`, else the scenario's dataset loaded again)."""
     out.mkdir(parents=True, exist_ok=True)
-    if resume:
-        return
-    for stale in ("summary.json", "checkpoint.npz", "run.log"):
-        (out / stale).unlink(missing_ok=True)
-    for folder in ("devices", "items"):
-        shutil.rmtree(out / folder, ignore_errors=True)
-    (out / "devices").mkdir()  # devices keep their state here; a resume needs it
-    atomic_write(out / "config.toml", lambda tmp: tmp.write_text(to_toml(scenario)))
+    if not resume:
+        for stale in ("summary.json", "checkpoint.npz", "run.log"):
+            (out / stale).unlink(missing_ok=True)
+        for folder in ("devices", "items", "reference"):
+            shutil.rmtree(out / folder, ignore_errors=True)
+        (out / "devices").mkdir()  # devices keep their state here; a resume needs it
+        atomic_write(out / "config.toml", lambda tmp: tmp.write_text(to_toml(scenario)))
+    if scenario.run.reference == CENTRALISED:
+        train_reference(out, scenario, split, log)
 
 
 def provenance(scenario: Scenario, rows: list[dict]) -> dict[str, Any]:
@@ -135,7 +164,7 @@ def write(out: Path, coordinator: Coordinator, scenario: Scenario) -> dict[str, 
     summary = summarise(coordinator, coordinator.method.export_tiers(out / "items"))
     summary["run"] = provenance(scenario, coordinator.history.rows)
     if scenario.run.reference:
-        summary["reference"] = reference(scenario.run.reference)
+        summary["reference"] = reference(reference_dir(out, scenario.run))
     write_parquet(pd.DataFrame(coordinator.history.rows), out / "rounds.parquet")
     write_parquet(coordinator.ledger.frame(), out / "clients.parquet")
     write_parquet(pd.DataFrame(coordinator.history.dropped, columns=["round", "client", "reason"]),

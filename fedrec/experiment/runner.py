@@ -129,7 +129,7 @@ def simulate(scenario: Scenario, out: Path, engine: str = "ray", log: Callable[[
 
     if not resume:
         prepare_output(out, overwrite)
-    if scenario.run.reference:
+    if scenario.run.reference and scenario.run.reference != rundir.CENTRALISED:
         rundir.reference(scenario.run.reference)  # refused before any work if unusable
     split = scenario.load_split()
     require_federation(split, scenario.run.model)
@@ -138,7 +138,7 @@ def simulate(scenario: Scenario, out: Path, engine: str = "ray", log: Callable[[
         from fedrec.federation.inprocess import InProcessTransport
 
         coordinator = request.coordinator(split)  # a budget that fits nothing fails here, before anything is written
-        rundir.start(out, scenario, resume)
+        rundir.start(out, scenario, resume, split, request.log)
         coordinator.run_rounds(InProcessTransport(split, request.device(), request.device_dir),
                                progress=request.progress(), checkpoint=request.checkpoint)
         return rundir.write(out, coordinator, scenario)
@@ -148,7 +148,7 @@ def simulate(scenario: Scenario, out: Path, engine: str = "ray", log: Callable[[
     method_for(run.model, run.method).plan(run, scenario.model_config(), split.n_items, list(scenario.devices.profiles))
     if resume:
         request.coordinator(split)  # a checkpoint that cannot be resumed is refused before Ray starts
-    rundir.start(out, scenario, resume)
+    rundir.start(out, scenario, resume, split, request.log)
     run_engine(request, split)
     if not (out / "summary.json").exists():
         raise FedrecError(f"the simulation ended without results in {out}; see the log above")

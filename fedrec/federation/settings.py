@@ -31,7 +31,8 @@ class RunSettings:
     num_cpus_per_client: float = 1.0
     ray_address: str = ""          # join an existing Ray cluster ("" = start a local one)
     update_clip_norm: float = 0.0  # > 0: every device clips its update to this L2 norm before sending (a device mod)
-    reference: str = ""            # a `fedrec train` run directory on the same data: its test figures join the report
+    reference: str = ""            # "centralised" (trained here) or a `fedrec train` run directory on the same data:
+                                   # its test figures join the report
 
 
 RUN_RULES = {
