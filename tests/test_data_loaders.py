@@ -292,7 +292,8 @@ def test_predefined_split_keeps_a_training_item() -> None:
 # --- registry --------------------------------------------------------------------------------------------------------
 
 def test_registry_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    with pytest.raises(DatasetError, match="unknown dataset 'nope'.*synthetic, synthetic-3k, ml-100k, gowalla, tmall, diginetica"):
+    with pytest.raises(DatasetError,
+                       match="unknown dataset 'nope'.*synthetic, synthetic-3k, ml-100k, gowalla, tmall, diginetica"):
         load_dataset("nope")
     csv = write(tmp_path / "log.csv", "u,i\n1,2\n")
     with pytest.raises(ConfigError, match=r"pass --columns user=\.\.\.,item=\.\.\.\[,timestamp=\.\.\.\]"):
@@ -304,8 +305,9 @@ def test_registry_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
                                            "run `fedrec fetch-data gowalla`, or set FEDREC_DATA"):
         load_dataset("gowalla")
     assert [(d.name, d.available) for d in known_datasets()] == [
-        ("synthetic", True), ("ml-100k", False), ("gowalla", False), ("tmall", False), ("diginetica", False)]
-    assert known_datasets()[2].location == str(tmp_path / "gowalla-lightgcn")  # a real path, not a placeholder
+        ("synthetic", True), ("synthetic-3k", True), ("ml-100k", False), ("gowalla", False), ("tmall", False),
+        ("diginetica", False)]
+    assert known_datasets()[3].location == str(tmp_path / "gowalla-lightgcn")  # a real path, not a placeholder
     with pytest.raises(DatasetError, match="unrecognised dataset folder"):
         load_dataset(str(tmp_path))
 
