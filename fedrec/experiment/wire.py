@@ -8,7 +8,8 @@ scalars and settings travel as parallel lists.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, MetricRecord, RecordDict
@@ -20,8 +21,19 @@ def _arrays(named: dict[str, np.ndarray]) -> ArrayRecord:
     return ArrayRecord({k: Array(np.ascontiguousarray(v)) for k, v in named.items()})
 
 
-def _with_prefix(record: ArrayRecord, prefix: str) -> dict[str, np.ndarray]:
-    return {k.removeprefix(prefix): record[k].numpy() for k in record if k.startswith(prefix)}
+def _grouped(record: ArrayRecord, levels: Callable[[str], int]) -> dict[str, dict[str, np.ndarray]]:
+    """The record's arrays by the first `levels(key)` dot-separated parts of their keys, in one pass (looking up
+    each user's prefix among all keys would cost users x keys: quadratic in the users of one message)."""
+    groups: dict[str, dict[str, np.ndarray]] = defaultdict(dict)
+    for key in record:
+        *head, name = key.split(".", levels(key))
+        groups[".".join(head)][name] = record[key].numpy()
+    return groups
+
+
+def _task_levels(key: str) -> int:
+    """`shared.TIER.NAME` and `static.TIER.NAME` are per tier, `USER.NAME` per user."""
+    return 2 if key.startswith(("shared.", "static.")) else 1
 
 
 def _pack_tasks(tasks: Sequence[TrainTask | EvalTask], run_json: str, round_: int, **extra) -> RecordDict:
@@ -36,10 +48,9 @@ def _pack_tasks(tasks: Sequence[TrainTask | EvalTask], run_json: str, round_: in
 
 def _unpack_tasks(content: RecordDict) -> tuple[str, int, list[tuple[int, int, dict, dict, dict, dict]]]:
     """(scenario, round, [(user, tier, shared, private, settings, static)])."""
-    config, arrays = content["config"], content["arrays"]
-    shared = {t: _with_prefix(arrays, f"shared.{t}.") for t in set(config["tiers"])}
-    static = {t: _with_prefix(arrays, f"static.{t}.") for t in set(config["tiers"])}
-    rows = [(int(u), int(t), shared[t], _with_prefix(arrays, f"{u}."), json.loads(s), static[t])
+    config, groups = content["config"], _grouped(content["arrays"], _task_levels)
+    rows = [(int(u), int(t), groups.get(f"shared.{t}", {}), groups.get(str(u), {}), json.loads(s),
+             groups.get(f"static.{t}", {}))
             for u, t, s in zip(config["users"], config["tiers"], config["settings"])]
     return str(config["scenario"]), int(config["round"]), rows
 
@@ -67,8 +78,8 @@ def pack_train_replies(replies: list[TrainReply], failed: list[int]) -> RecordDi
 
 def unpack_train_replies(content: RecordDict) -> tuple[list[TrainReply], list[int]]:
     """Replies as sent; names, shapes and values are checked later by the coordinator."""
-    m, arrays = content["metrics"], content["updates"]
-    replies = [TrainReply(int(u), int(t), _with_prefix(arrays, f"{u}.delta."), _with_prefix(arrays, f"{u}.rows."),
+    m, groups = content["metrics"], _grouped(content["updates"], lambda key: 2)
+    replies = [TrainReply(int(u), int(t), groups.get(f"{u}.delta", {}), groups.get(f"{u}.rows", {}),
                           int(n), float(loss), float(s))
                for u, t, n, loss, s in zip(m["users"], m["tiers"], m["n_examples"], m["loss"], m["compute_seconds"])]
     return replies, [int(u) for u in m["failed"]]
