@@ -32,18 +32,27 @@ class ClientUpdate:
 
 def aggregate(shared: dict[str, torch.Tensor], updates: list[ClientUpdate],
               server_lr: float = 1.0) -> dict[str, torch.Tensor]:
-    """New shared tensors: old + server_lr x the holder-weighted mean delta of every element (1.0 = FedAvg)."""
+    """New shared tensors: old + server_lr x the holder-weighted mean delta of every element (1.0 = FedAvg).
+
+    Deltas are scattered over the rows each client sent; holder weights are summed per distinct holding first (the
+    clients of one tier share theirs) and scattered once per holding, so a round costs rows touched plus tiers x
+    tensor size, not clients x tensor size. Example counts are whole numbers, so the sums are exact in float64 and
+    the result does not depend on the grouping."""
     result = {}
     for name, current in shared.items():
         total = torch.zeros_like(current, dtype=torch.float64)
-        weight = torch.zeros_like(current, dtype=torch.float64)
+        holders: dict[object, tuple[Holding, float]] = {}
         for update in updates:
             if name not in update.deltas:
                 continue
             held, rows = update.holdings[name], update.rows.get(name)
-            holdings.scatter_add(weight, held, update.weight)
+            key = held if isinstance(held, holdings.Prefix) else id(held)  # equal prefixes, or the same object
+            holders[key] = (held, holders.get(key, (held, 0.0))[1] + update.weight)
             touched = held if rows is None else holdings.rows_of(held, rows.numpy())
             holdings.scatter_add(total, touched, update.weight * update.deltas[name].to(torch.float64))
+        weight = torch.zeros_like(total)
+        for held, summed in holders.values():
+            holdings.scatter_add(weight, held, summed)
         mean = torch.where(weight > 0, total / weight.clamp(min=1e-300), torch.zeros_like(total))
         result[name] = (current.to(torch.float64) + server_lr * mean).to(current.dtype)
     return result
